@@ -1,0 +1,130 @@
+"""COCO person crops for Lightning: train and val datasets and their loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from mobilevitpose.coco import (
+    DETECTION_FILE,
+    coco_paths,
+    load_detection_instances,
+    load_gt_instances,
+)
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.dataset import TopDownDataset
+
+BOX_SOURCES = ("detections", "gt")
+
+
+class CocoDataModule(L.LightningDataModule):
+    """COCO 2017 keypoints (real or synthetic) under `root`, as top-down person crops.
+
+    Validation uses either ground-truth boxes or a person-detection file (`boxes`), as the
+    published protocol does. `synthetic` holds generator settings: when given and `root` has
+    no dataset yet, one is generated there first (then read like any COCO).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        codec: HeatmapCodec,
+        mean: Sequence[float],
+        std: Sequence[float],
+        boxes: str = "detections",
+        bbox_file: str | None = None,
+        bbox_score_thr: float = 0.0,
+        recipe: str = "paper",
+        photometric: bool = False,
+        batch_size: int = 64,
+        val_batch_size: int = 32,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        skip_bad_images: bool = False,
+        synthetic: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if boxes not in BOX_SOURCES:
+            raise ValueError(f"data.boxes={boxes!r}; allowed: {', '.join(BOX_SOURCES)}")
+        self.root = Path(root).expanduser()
+        self.codec = codec
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.boxes = boxes
+        self.bbox_file = Path(bbox_file) if bbox_file else self.root / DETECTION_FILE
+        self.bbox_score_thr = bbox_score_thr
+        self.recipe = recipe
+        self.photometric = photometric
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.skip_bad_images = skip_bad_images
+        self.synthetic = dict(synthetic) if synthetic else None
+        self.seed = seed
+        self.train_dataset: TopDownDataset | None = None
+        self.val_dataset: TopDownDataset | None = None
+
+    @property
+    def val_ann_file(self) -> Path:
+        return coco_paths(self.root, "val")[0]
+
+    @property
+    def box_source(self) -> str:
+        return str(self.bbox_file) if self.boxes == "detections" else "gt"
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            from mobilevitpose.synthetic import ensure_dataset
+
+            ensure_dataset(self.root, **self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        common = dict(codec=self.codec, mean=self.mean, std=self.std,
+                      skip_bad_images=self.skip_bad_images, seed=self.seed)  # fmt: skip
+        if stage in (None, "fit") and self.train_dataset is None:
+            instances = load_gt_instances(*coco_paths(self.root, "train"))
+            self.train_dataset = TopDownDataset(
+                instances, train=True, recipe=self.recipe, photometric=self.photometric, **common
+            )
+        if self.val_dataset is None:
+            ann_file, image_dir = coco_paths(self.root, "val")
+            if self.boxes == "gt":
+                instances = load_gt_instances(ann_file, image_dir)
+            else:
+                instances = load_detection_instances(
+                    ann_file, image_dir, self.bbox_file, score_threshold=self.bbox_score_thr
+                )
+            self.val_dataset = TopDownDataset(instances, train=False, **common)
+
+    def set_epoch(self, epoch: int) -> None:
+        if self.train_dataset is not None:
+            self.train_dataset.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        # Train workers are not persistent: each epoch's workers must pick up the dataset's
+        # new epoch number, which seeds the augmentation.
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,  # a batch of 1 breaks BatchNorm
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_dataset,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )

@@ -1,0 +1,93 @@
+"""Box and crop geometry shared by training, evaluation and inference.
+
+Frames: `*_img` is full-image pixels, `*_input` is the network input crop, `*_hm` is the
+heatmap. A crop is described by `center` (cx, cy) and `scale` (sw, sh), both in image pixels;
+`scale` is the padded, aspect-fixed box (MMPose's `bbox_scale`, 0.x's `scale * 200`).
+Sizes are always (width, height).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BBOX_PADDING = 1.25
+
+
+def bbox_xywh_to_xyxy(bbox_xywh: np.ndarray) -> np.ndarray:
+    bbox = np.asarray(bbox_xywh, dtype=np.float32).copy()
+    bbox[..., 2:] += bbox[..., :2]
+    return bbox
+
+
+def bbox_xyxy_to_center_scale(
+    bbox_xyxy: np.ndarray, padding: float = BBOX_PADDING
+) -> tuple[np.ndarray, np.ndarray]:
+    bbox = np.asarray(bbox_xyxy, dtype=np.float32)
+    center = (bbox[..., :2] + bbox[..., 2:]) * 0.5
+    scale = (bbox[..., 2:] - bbox[..., :2]) * padding
+    return center, scale
+
+
+def fix_aspect_ratio(scale: np.ndarray, aspect_ratio: float) -> np.ndarray:
+    """Grow (never shrink) `scale` so that width / height == aspect_ratio (= w_in / h_in)."""
+    scale = np.asarray(scale, dtype=np.float32)
+    w, h = scale[..., 0], scale[..., 1]
+    wider = w > h * aspect_ratio
+    return np.stack(
+        [np.where(wider, w, h * aspect_ratio), np.where(wider, w / aspect_ratio, h)], axis=-1
+    ).astype(np.float32)
+
+
+def warp_matrix(
+    center: np.ndarray,
+    scale: np.ndarray,
+    rot_deg: float,
+    input_size: tuple[int, int],
+    udp: bool,
+) -> np.ndarray:
+    """2x3 affine matrix mapping image pixels to input-crop pixels.
+
+    Normal warp: x_input = (w_in / sw) R(-rot) (x_img - c) + (w_in / 2, h_in / 2), the box edges
+    landing on the crop's pixel edges. UDP (unbiased data processing) maps the box edges onto the
+    first and last pixel centres instead: per-axis (size_in - 1) / scale and R(+rot), which is
+    what makes UDP's flip test and heatmap decoding exactly aligned.
+    """
+    cx, cy = (float(v) for v in center)
+    sw, sh = (float(v) for v in scale)
+    w_in, h_in = input_size
+    theta = np.deg2rad(rot_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    if udp:
+        sx, sy = (w_in - 1) / sw, (h_in - 1) / sh
+        linear = np.array([[sx * cos, -sx * sin], [sy * sin, sy * cos]])
+        out_center = np.array([(w_in - 1) / 2.0, (h_in - 1) / 2.0])
+    else:
+        s = w_in / sw
+        linear = s * np.array([[cos, sin], [-sin, cos]])
+        out_center = np.array([w_in / 2.0, h_in / 2.0])
+    translation = out_center - linear @ np.array([cx, cy])
+    return np.concatenate([linear, translation[:, None]], axis=1).astype(np.float64)
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a 2x3 affine matrix to (..., 2) points."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def input_to_image(
+    keypoints_input: np.ndarray,
+    center: np.ndarray,
+    scale: np.ndarray,
+    input_size: tuple[int, int],
+) -> np.ndarray:
+    """Back-project crop keypoints (..., K, 2) to image pixels for an unrotated crop.
+
+    The same formula serves both codecs because each codec's decode already returns
+    input-crop pixels in its own convention (MSRA x4, UDP x (w_in / (W - 1))).
+    """
+    keypoints_input = np.asarray(keypoints_input, dtype=np.float64)
+    center = np.asarray(center, dtype=np.float64)[..., None, :]
+    scale = np.asarray(scale, dtype=np.float64)[..., None, :]
+    size = np.asarray(input_size, dtype=np.float64)
+    return keypoints_input / size * scale + center - 0.5 * scale
