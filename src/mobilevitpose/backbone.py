@@ -61,15 +61,10 @@ def _create_pretrained(name: str, file: str | None, kwargs: dict[str, Any]) -> n
                 f"ImageNet weights for backbone {name!r} not found at {str(path)!r} (init.file). "
                 f"Give an existing safetensors or torch file: {fix}"
             )
-        try:
-            return timm.create_model(
-                name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
-            )
-        except RuntimeError as err:  # strict load_state_dict: names missing/unexpected keys
-            raise ValueError(
-                f"weights in {str(path)!r} do not fit backbone {name!r}; "
-                f"is it a checkpoint of another architecture?\n{err}"
-            ) from err
+        _check_state_dict_keys(name, path, kwargs)
+        return timm.create_model(
+            name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs
+        )
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as err:  # offline hub, missing weights: every failure means the same fix
@@ -78,3 +73,36 @@ def _create_pretrained(name: str, file: str | None, kwargs: dict[str, Any]) -> n
             f"({type(err).__name__}: {err}). Download them where you have internet and run "
             f"with `{fix}`, or train from scratch with `init=plain`."
         ) from err
+
+
+def _check_state_dict_keys(name: str, path: Path, kwargs: dict[str, Any]) -> None:
+    """Refuse a weight file whose tensor names do not match the backbone.
+
+    timm loads pre-trained weights into a `features_only` model non-strictly (the classifier
+    is dropped), so a file of another architecture would otherwise load nothing, silently.
+    """
+    try:
+        state = timm.models.load_state_dict(str(path))
+    except Exception as err:
+        raise ValueError(f"cannot read weights from {str(path)!r}: {err}") from err
+    model_kwargs = {k: v for k, v in kwargs.items() if k not in _FEATURE_KWARGS}
+    with torch.device("meta"):  # names only: no memory, no init cost
+        reference = timm.create_model(name, pretrained=False, **model_kwargs)
+    classifier = reference.pretrained_cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+    def backbone_keys(keys) -> set[str]:
+        return {k for k in keys if not any(k.startswith(c + ".") for c in classifier)}
+
+    expected = backbone_keys(reference.state_dict())
+    found = backbone_keys(state)
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {str(path)!r} do not fit backbone {name!r} (is it a checkpoint of "
+            f"another architecture?): {len(missing)} missing keys {missing[:8]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:8]}"
+        )
+
+
+_FEATURE_KWARGS = ("features_only", "out_indices", "feature_location", "feature_cls")

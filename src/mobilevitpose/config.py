@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -41,4 +42,8 @@ def build_model(name: str, overrides: Sequence[str] = (), init: str = "plain") -
     if name not in available("model"):
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available('model'))}")
     cfg = compose("train", [f"model={name}", f"init={init}", *overrides])
-    return instantiate(cfg.model)
+    try:
+        return instantiate(cfg.model)
+    except InstantiationException as err:
+        # Hydra wraps the builder's own error; the original names the file or value at fault.
+        raise (err.__cause__ or err) from None

@@ -14,7 +14,6 @@ from hydra.utils import instantiate
 from torch import Tensor
 from torch.optim.lr_scheduler import ChainedScheduler, LinearLR, MultiStepLR
 
-from mobilevitpose.codec import HeatmapCodec, flip_heatmaps
 from mobilevitpose.coco_eval import (
     STAT_NAMES,
     CocoKeypointEvaluator,
@@ -22,6 +21,7 @@ from mobilevitpose.coco_eval import (
     gather_predictions,
     write_results,
 )
+from mobilevitpose.codec import HeatmapCodec, flip_heatmaps
 from mobilevitpose.geometry import input_to_image
 from mobilevitpose.keypoints import FLIP_INDICES
 
@@ -200,4 +200,3 @@ def _empty_predictions() -> dict[str, np.ndarray]:
         "bbox_scores": np.zeros(0, np.float32),
         "areas": np.zeros(0, np.float32),
     }
-

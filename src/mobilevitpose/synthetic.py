@@ -7,9 +7,10 @@ built from anthropometric limb-length ratios and joint angles drawn inside anato
 from a few pose families (standing, walking, sitting, crouching, active). The body is turned to
 a random view (front, side, back), tilted by a random camera pitch and roll, and projected
 orthographically. Projection gives depth for free, so the parts of all people are painted back
-to front (painter's algorithm): limbs are tapered capsules, the torso is the convex hull of its
-3D corners, the head is a hair disc plus a face disc with eyes, nose and ears. Left limbs and
-ears are tinted warm and right ones cool, so the two sides are distinguishable in every view.
+to front (painter's algorithm): limbs are tapered capsules, the torso is the convex hull of a
+few spheres (shoulders, waist, hips), the head is a hair disc plus a face disc with eyes, nose
+and ears. Left limbs and ears are tinted warm and right ones cool, so the two sides are
+distinguishable in every view.
 
 Every filled shape is drawn at once into the image, a person-label buffer (0 background,
 1..P people, ``OCCLUDER_LABEL`` objects in front of people) and a body-part buffer. Visibility
@@ -33,6 +34,7 @@ rounded floats, so the same seed gives byte-identical files.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import math
@@ -130,7 +132,6 @@ _LENGTHS = {
     "thigh": 0.245,
     "shin": 0.245,
     "foot": 0.1,
-    "torso_depth": 0.12,
 }
 _RADII = {  # (proximal, distal)
     "upper_arm": (0.034, 0.028),
@@ -161,7 +162,7 @@ class RenderedPerson:
     """One drawn person. `label` is its id in the label buffer."""
 
     label: int
-    keypoints_img: np.ndarray  # (17, 2) projected joints, 0.01 px grid, also when not labelled
+    keypoints_img: np.ndarray  # (17, 2) projected joints on a 0.01 px grid; (0, 0) where v=0
     visibility: np.ndarray  # (17,) uint8 COCO flags
     turned_away: np.ndarray  # (17,) bool: face points on the far side of the head
     area: int  # visible pixels
@@ -335,7 +336,8 @@ class _Body:
     shoulder_center: np.ndarray
     hand_tips: dict[int, np.ndarray]  # side (+1 left, -1 right) -> point
     toes: dict[int, np.ndarray]
-    torso_hull: np.ndarray  # (N, 3)
+    torso_centers: np.ndarray  # (N, 3) spheres whose hull is the torso
+    torso_radii: np.ndarray  # (N,)
     lengths: dict[str, float]
     thickness: float
 
@@ -350,7 +352,7 @@ def _side_name(side: int) -> str:
 
 def _sample_body(rng: np.random.Generator) -> _Body:
     lengths = {k: v * rng.uniform(0.92, 1.08) for k, v in _LENGTHS.items()}
-    thickness = rng.uniform(0.8, 1.3)
+    thickness = rng.uniform(0.85, 1.2)
     family = str(
         rng.choice(["stand", "walk", "sit", "crouch", "active"], p=[0.35, 0.25, 0.12, 0.08, 0.2])
     )
@@ -363,8 +365,7 @@ def _sample_body(rng: np.random.Generator) -> _Body:
     chest = torso @ _rot_y(rng.normal(0, 12))
     shoulder_center = pelvis + torso @ (_UP * lengths["torso"])
 
-    half_depth = 0.5 * lengths["torso_depth"] * thickness
-    hull = []
+    centers, radii = [shoulder_center], [0.05]
     hand_tips, toes = {}, {}
     legs = _leg_angles(rng, family)
     swing = rng.uniform(5, 30) if family == "walk" else 0.0
@@ -379,8 +380,8 @@ def _sample_body(rng: np.random.Generator) -> _Body:
         toes[side] = ankle + foot_dir * lengths["foot"]
         joints[_kp(f"{name}_hip")], joints[_kp(f"{name}_knee")] = hip, knee
         joints[_kp(f"{name}_ankle")] = ankle
-        for dz in (-half_depth, half_depth):
-            hull.append(hip + np.array([side * 0.03, -0.04, dz]))
+        centers.append(hip + np.array([side * 0.01, -0.015, 0.0]))
+        radii.append(0.06)
 
         arm = _arm_angles(rng, family)
         # Walkers swing each arm against the leg on the same side.
@@ -393,9 +394,10 @@ def _sample_body(rng: np.random.Generator) -> _Body:
         hand_tips[side] = wrist + fore @ _rot_x(-arm["wrist"]) @ (_DOWN * lengths["hand"])
         joints[_kp(f"{name}_shoulder")], joints[_kp(f"{name}_elbow")] = shoulder, elbow
         joints[_kp(f"{name}_wrist")] = wrist
-        for dz in (-half_depth, half_depth):
-            hull.append(shoulder + chest @ np.array([side * 0.025, 0.03, dz]))
-            hull.append(pelvis + torso @ np.array([side * 0.09, 0.5 * lengths["torso"], dz]))
+        centers.append(shoulder + chest @ np.array([-side * 0.01, 0.0, 0.0]))
+        radii.append(0.042)
+        centers.append(pelvis + torso @ np.array([side * 0.07, 0.5 * lengths["torso"], 0.0]))
+        radii.append(0.055)
 
     head_r = lengths["head"]
     head_center = shoulder_center + chest @ (_UP * (lengths["neck"] + head_r))
@@ -425,7 +427,8 @@ def _sample_body(rng: np.random.Generator) -> _Body:
         shoulder_center=shoulder_center,
         hand_tips=hand_tips,
         toes=toes,
-        torso_hull=np.array(hull),
+        torso_centers=np.array(centers),
+        torso_radii=np.array(radii) * thickness,
         lengths=lengths,
         thickness=thickness,
     )
@@ -478,7 +481,7 @@ def _place_people(rng: np.random.Generator, image_size: tuple[int, int], count: 
             height_px=float(height * math.exp(rng.uniform(math.log(0.25), math.log(1.3)))),
             origin=np.zeros(2),
         )
-        extent, _ = person.project(np.concatenate([body.joints, body.torso_hull]))
+        extent, _ = person.project(np.concatenate([body.joints, body.torso_centers]))
         lo, hi = extent.min(axis=0), extent.max(axis=0)
         truncate = rng.random() < 0.2
         origin = []
@@ -558,11 +561,14 @@ def _head_primitive(person: _Person, turned_away: np.ndarray) -> _Primitive:
 def _person_primitives(person: _Person, turned_away: np.ndarray) -> list[_Primitive]:
     body, outfit = person.body, person.outfit
     j = body.joints
-    hull_2d, hull_depth = person.project(body.torso_hull)
-    torso_hull = cv2.convexHull(hull_2d.astype(np.float32))[:, 0, :].astype(np.float64)
+    centers, depths = person.project(body.torso_centers)
+    ring = centers[:, None, :] + body.torso_radii[:, None, None] * person.height_px * _UNIT_CIRCLE
+    torso_hull = cv2.convexHull(ring.reshape(-1, 2).astype(np.float32))[:, 0, :]
     prims = [
         _Primitive(
-            float(hull_depth.mean()), Part.TORSO, [_Shape(torso_hull, _shade(outfit["shirt"], 1.0))]
+            float(depths.mean()),
+            Part.TORSO,
+            [_Shape(torso_hull.astype(np.float64), _shade(outfit["shirt"], 1.0))],
         )
     ]
     for side in (1, -1):
@@ -892,6 +898,21 @@ def _check_args(num_train, num_val, image_size, seed, max_people, min_area) -> t
     return int(image_size[0]), int(image_size[1])
 
 
+_SETTINGS = ("num_train", "num_val", "image_size", "seed", "max_people", "min_area")
+
+
+def _settings(num_train, num_val, image_size, seed, max_people, min_area) -> dict[str, Any]:
+    """What determines the dataset's content, as stored in (and compared with) its `info`."""
+    return {
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "image_size": [int(v) for v in image_size],
+        "seed": int(seed),
+        "max_people": int(max_people),
+        "min_area": int(min_area),
+    }
+
+
 def generate(
     root: str | Path,
     num_train: int = 1500,
@@ -916,10 +937,7 @@ def generate(
     (root / "person_detection_results").mkdir(parents=True, exist_ok=True)
     info = {
         "description": "mobilevitpose synthetic COCO people",
-        "seed": seed,
-        "image_size": list(image_size),
-        "max_people": max_people,
-        "min_area": min_area,
+        **_settings(num_train, num_val, image_size, seed, max_people, min_area),
     }
     category = {
         "id": 1,
@@ -981,10 +999,24 @@ def generate(
 def ensure_dataset(root: str | Path, **kwargs: Any) -> Path:
     """Generate the dataset into `root` unless a complete one is already there (left untouched)."""
     root = Path(root)
-    if (root / "annotations" / "person_keypoints_val2017.json").is_file():
-        log.info("using the synthetic dataset already in %s", root)
-        return root
-    return generate(root, **kwargs)
+    marker = root / "annotations" / "person_keypoints_val2017.json"
+    if not marker.is_file():
+        return generate(root, **kwargs)
+    log.info("using the synthetic dataset already in %s", root)
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(generate).parameters.items()
+        if name in _SETTINGS
+    }
+    wanted = _settings(**{**defaults, **{k: v for k, v in kwargs.items() if k in _SETTINGS}})
+    stored = json.loads(marker.read_text()).get("info", {})
+    changed = sorted(k for k, v in wanted.items() if stored.get(k) != v)
+    if changed:
+        log.warning(
+            "%s was generated with other settings (%s); delete it to regenerate",
+            root, ", ".join(f"{k}: {stored.get(k)} -> {wanted[k]}" for k in changed),
+        )  # fmt: skip
+    return root
 
 
 def main(argv: Sequence[str] | None = None) -> None:
