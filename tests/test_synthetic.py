@@ -189,16 +189,21 @@ def _iou(a, b) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def test_ensure_dataset_generates_once_and_leaves_existing_data_alone(tmp_path):
+def test_ensure_dataset_generates_once_and_leaves_existing_data_alone(tmp_path, caplog):
     root = tmp_path / "synthetic"
     small = {"num_train": 2, "num_val": 1, "workers": 1}
     assert ensure_dataset(root, seed=0, **small) == root
     before = _bytes(root)
     image = next((root / "train2017").iterdir())
     stamp = image.stat().st_mtime_ns
-    ensure_dataset(root, seed=3, **small)
+    with caplog.at_level("WARNING", logger="mobilevitpose.synthetic"):
+        ensure_dataset(root, seed=0, **small)
+        assert not caplog.records
+        ensure_dataset(root, seed=3, **small)
     assert _bytes(root) == before
     assert image.stat().st_mtime_ns == stamp
+    # Other settings keep the data but say so.
+    assert "seed: 0 -> 3" in caplog.text
 
 
 def test_cli_writes_the_layout(tmp_path):

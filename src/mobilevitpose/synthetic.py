@@ -45,6 +45,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,9 @@ MIN_AREA = 32 * 32
 MAX_IMAGES_PER_SPLIT = 10**6  # image ids are split * 10**6 + index + 1
 MAX_PEOPLE_LIMIT = 20
 DEFAULT_IMAGE_SIZE = (320, 256)
+DEFAULT_NUM_TRAIN = 1500
+DEFAULT_NUM_VAL = 150
+DEFAULT_MAX_PEOPLE = 4
 
 # Fixed-point bits for OpenCV's sub-pixel polygon filling.
 _SHIFT = 4
@@ -629,48 +633,41 @@ def _background(rng: np.random.Generator, image_size: tuple[int, int]) -> np.nda
         kind = rng.integers(4)
         center = rng.uniform((0, 0), (width, height))
         size = rng.uniform(0.03, 0.35) * width
-        if kind == 0:  # box, optionally striped
+        if kind == 0:  # box, sometimes striped
             box = (tuple(center), (size, size * rng.uniform(0.2, 3)), rng.uniform(0, 180))
-            poly = cv2.boxPoints(box)
-            _fill(image, poly.astype(np.float64), colour)
+            _fill(image, cv2.boxPoints(box).astype(np.float64), colour)
             if rng.random() < 0.4:
                 stripe = _shade(np.array(colour), rng.uniform(0.5, 0.8))
-                step = max(2, int(rng.integers(3, 9)))
-                for x in range(int(center[0] - size), int(center[0] + size), step):
-                    cv2.line(
-                        image,
-                        (x, int(center[1] - size / 2)),
-                        (x, int(center[1] + size / 2)),
-                        stripe,
-                        1,
-                    )
+                top, bottom = int(center[1] - size / 2), int(center[1] + size / 2)
+                for x in range(
+                    int(center[0] - size), int(center[0] + size), int(rng.integers(3, 9))
+                ):
+                    cv2.line(image, (x, top), (x, bottom), stripe, 1)
         elif kind == 1:
-            _fill(
-                image,
-                _disc(center, size / 2, size * rng.uniform(0.1, 0.6), rng.uniform(0, np.pi)),
-                colour,
-            )
+            axes = (size / 2, size * rng.uniform(0.1, 0.6))
+            _fill(image, _disc(center, *axes, rng.uniform(0, np.pi)), colour)
         elif kind == 2:
-            end = center + rng.normal(0, size, 2)
+            end = np.round(center + rng.normal(0, size, 2)).astype(int)
+            start = np.round(center).astype(int)
             cv2.line(
-                image,
-                tuple(int(v) for v in center),
-                tuple(int(v) for v in end),
-                colour,
-                int(rng.integers(1, 6)),
+                image, tuple(start.tolist()), tuple(end.tolist()), colour, int(rng.integers(1, 6))
             )
         else:  # limb-like distractor in a skin or cloth colour
-            tone = (
-                _SKIN_TONES[rng.integers(len(_SKIN_TONES))]
-                if rng.random() < 0.5
-                else np.array(colour)
-            )
+            skin = _SKIN_TONES[rng.integers(len(_SKIN_TONES))]
+            tone = skin if rng.random() < 0.5 else np.array(colour)
             end = center + rng.normal(0, size / 2, 2)
             _fill(image, _capsule(center, end, size * 0.12, size * 0.09), _shade(tone, 1.0))
     return image
 
 
-def _draw_occluders(rng, image, labels, parts, people: list[_Person]) -> None:
+def _draw_occluders(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    labels: np.ndarray,
+    parts: np.ndarray,
+    people: list[_Person],
+) -> None:
+    """Objects in front of people, aimed near a random joint so that they do hide some."""
     for _ in range(int(rng.choice(3, p=[0.55, 0.3, 0.15]))):
         target = people[int(rng.integers(len(people)))]
         joints, _ = target.project(target.body.joints)
@@ -760,7 +757,7 @@ def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
 def render_image(
     rng: np.random.Generator,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
-    max_people: int = 4,
+    max_people: int = DEFAULT_MAX_PEOPLE,
     min_area: int = MIN_AREA,
 ) -> RenderedImage:
     """Draw one scene; returns the image, its label and part buffers and the drawn people."""
@@ -843,17 +840,25 @@ def _annotation(person: RenderedPerson, image_id: int, ann_id: int) -> dict[str,
     }
 
 
-def image_id_for(split: str, index: int) -> int:
+def _image_id(split: str, index: int) -> int:
     return SPLITS.index(split) * MAX_IMAGES_PER_SPLIT + index + 1
 
 
-def _render_chunk(task: tuple[str, str, Sequence[int], int, tuple[int, int], int, int]):
-    root, split, indices, seed, image_size, max_people, min_area = task
+def _render_chunk(
+    indices: Sequence[int],
+    root: str,
+    split: str,
+    seed: int,
+    image_size: tuple[int, int],
+    max_people: int,
+    min_area: int,
+) -> list[tuple[dict, list[dict], list[dict], int]]:
+    """Render and write some images; their image record, annotations, detections, people."""
     cv2.setNumThreads(1)  # the pool already uses every core
     folder = Path(root) / f"{split}2017"
     results = []
     for index in indices:
-        image_id = image_id_for(split, index)
+        image_id = _image_id(split, index)
         rendered = render_image(image_rng(seed, split, index), image_size, max_people, min_area)
         file_name = f"{image_id:012d}.jpg"
         if not cv2.imwrite(
@@ -915,11 +920,11 @@ def _settings(num_train, num_val, image_size, seed, max_people, min_area) -> dic
 
 def generate(
     root: str | Path,
-    num_train: int = 1500,
-    num_val: int = 150,
+    num_train: int = DEFAULT_NUM_TRAIN,
+    num_val: int = DEFAULT_NUM_VAL,
     image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
     seed: int = 0,
-    max_people: int = 4,
+    max_people: int = DEFAULT_MAX_PEOPLE,
     min_area: int = MIN_AREA,
     workers: int | None = None,
 ) -> Path:
@@ -956,20 +961,18 @@ def generate(
     try:
         for split, count in (("train", num_train), ("val", num_val)):
             (root / f"{split}2017").mkdir(exist_ok=True)
-            chunk = max(1, math.ceil(count / (4 * workers)))
-            tasks = [
-                (
-                    str(root),
-                    split,
-                    range(i, min(i + chunk, count)),
-                    seed,
-                    image_size,
-                    max_people,
-                    min_area,
-                )
-                for i in range(0, count, chunk)
-            ]
-            chunks = pool.map(_render_chunk, tasks) if pool else map(_render_chunk, tasks)
+            render = partial(
+                _render_chunk,
+                root=str(root),
+                split=split,
+                seed=seed,
+                image_size=image_size,
+                max_people=max_people,
+                min_area=min_area,
+            )
+            step = max(1, math.ceil(count / (4 * workers)))
+            index_chunks = [range(i, min(i + step, count)) for i in range(0, count, step)]
+            chunks = pool.map(render, index_chunks) if pool else map(render, index_chunks)
             results = [r for chunk_results in chunks for r in chunk_results]
             images = [r[0] for r in results]
             annotations = [a for r in results for a in r[1]]
@@ -1024,12 +1027,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="mvp-synth", description="Render synthetic COCO people in the COCO 2017 layout."
     )
     parser.add_argument("root", type=Path, help="output folder")
-    parser.add_argument("--num-train", type=int, default=1500)
-    parser.add_argument("--num-val", type=int, default=150)
+    parser.add_argument("--num-train", type=int, default=DEFAULT_NUM_TRAIN)
+    parser.add_argument("--num-val", type=int, default=DEFAULT_NUM_VAL)
     parser.add_argument("--width", type=int, default=DEFAULT_IMAGE_SIZE[0])
     parser.add_argument("--height", type=int, default=DEFAULT_IMAGE_SIZE[1])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-people", type=int, default=4)
+    parser.add_argument("--max-people", type=int, default=DEFAULT_MAX_PEOPLE)
     parser.add_argument("--min-area", type=int, default=MIN_AREA)
     parser.add_argument("--workers", type=int, default=None, help="default: all CPU cores")
     args = parser.parse_args(argv)
