@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from mobilevitpose.coco import (
@@ -68,6 +69,8 @@ class CocoDataModule(L.LightningDataModule):
         self.skip_bad_images = skip_bad_images
         self.synthetic = dict(synthetic) if synthetic else None
         self.seed = seed
+        # Shuffling is seeded per epoch (set_epoch), so a resumed run sees the same order.
+        self._shuffle = torch.Generator().manual_seed(seed)
         self.train_dataset: TopDownDataset | None = None
         self.val_dataset: TopDownDataset | None = None
 
@@ -104,6 +107,7 @@ class CocoDataModule(L.LightningDataModule):
             self.val_dataset = TopDownDataset(instances, train=False, **common)
 
     def set_epoch(self, epoch: int) -> None:
+        self._shuffle.manual_seed(self.seed * 1_000_003 + epoch)
         if self.train_dataset is not None:
             self.train_dataset.set_epoch(epoch)
 
@@ -114,6 +118,7 @@ class CocoDataModule(L.LightningDataModule):
             self.train_dataset,
             batch_size=self.batch_size,
             shuffle=True,
+            generator=self._shuffle,
             drop_last=True,  # a batch of 1 breaks BatchNorm
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -103,6 +103,7 @@ class PoseLitModule(L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         heatmaps = self.model(batch["image"])
         loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
+        self._check_finite(loss, batch)
         batch_size = batch["image"].shape[0]
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch_size)  # fmt: skip
@@ -111,6 +112,18 @@ class PoseLitModule(L.LightningModule):
         self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=True, on_epoch=False,
                  batch_size=batch_size)  # fmt: skip
         return loss
+
+    def _check_finite(self, loss: Tensor, batch: dict[str, Tensor]) -> None:
+        # Every rank takes the same decision, so one rank's NaN cannot leave the others
+        # waiting in a collective.
+        finite = self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True)
+        if not finite:
+            ids = batch["image_id"].tolist()
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at global step {self.global_step} "
+                f"(epoch {self.current_epoch}) on a rank whose batch has image ids {ids}. "
+                "Training stopped; the last good checkpoint is kept in the run's checkpoints/."
+            )
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = instantiate(self.hparams.optimizer)(self.parameters())
@@ -147,23 +160,25 @@ class PoseLitModule(L.LightningModule):
         if self.evaluator is None or self.evaluator.ann_file != Path(ann_file):
             self.evaluator = CocoKeypointEvaluator(ann_file)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    @torch.no_grad()
+    def predict_keypoints(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        """Per-instance predictions of a batch of crops, keypoints in image coordinates."""
         heatmaps = self.predict_heatmaps(batch["image"])
         keypoints_input, keypoint_scores = self.codec.decode(heatmaps.cpu().numpy())
         center = batch["center"].cpu().numpy()
         scale = batch["scale"].cpu().numpy()
-        self._predictions.append(
-            {
-                "image_ids": batch["image_id"].cpu().numpy(),
-                "instance_ids": batch["instance_id"].cpu().numpy(),
-                "keypoints_img": input_to_image(
-                    keypoints_input, center, scale, self.codec.input_size
-                ).astype(np.float32),
-                "keypoint_scores": keypoint_scores,
-                "bbox_scores": batch["bbox_score"].cpu().numpy(),
-                "areas": np.prod(scale, axis=1),
-            }
-        )
+        keypoints_img = input_to_image(keypoints_input, center, scale, self.codec.input_size)
+        return {
+            "image_ids": batch["image_id"].cpu().numpy(),
+            "instance_ids": batch["instance_id"].cpu().numpy(),
+            "keypoints_img": keypoints_img.astype(np.float32),
+            "keypoint_scores": keypoint_scores,
+            "bbox_scores": batch["bbox_score"].cpu().numpy(),
+            "areas": np.prod(scale, axis=1),
+        }
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._predictions.append(self.predict_keypoints(batch))
 
     def on_validation_epoch_end(self) -> None:
         local = {
