@@ -3,19 +3,48 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mobilevitpose.pose_model import PoseModel
 
 # The configs live beside the package in the repository (Lightning-Hydra template layout);
 # an editable install (`pip install -e .`) keeps them reachable.
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def run_dir(resume: str | None, base: str) -> str:
+    """Hydra's run directory: a new timestamped one under `base`, or the run being resumed.
+
+    `resume` is a run directory, or "last" for the newest run under `base` that has a
+    checkpoint. Microsecond timestamps keep two runs from ever sharing (overwriting) a directory.
+    """
+    if resume in (None, "", "null"):
+        return f"{base}/{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+    if resume == "last":
+        candidates = sorted(
+            Path(base).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise FileNotFoundError(f"resume=last: no run with checkpoints/last.ckpt under {base}")
+        return str(candidates[-1].parents[1])
+    path = Path(resume).expanduser()
+    if not (path / "checkpoints" / "last.ckpt").is_file():
+        raise FileNotFoundError(
+            f"resume={resume}: {path}/checkpoints/last.ckpt does not exist; give the directory "
+            "of a run that saved a checkpoint, or resume=last"
+        )
+    return str(path.resolve())
+
+
+if not OmegaConf.has_resolver("mvp_run_dir"):
+    OmegaConf.register_new_resolver("mvp_run_dir", run_dir)
 
 
 def config_dir() -> Path:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.runs import build_module, write_metrics
 
@@ -24,13 +26,38 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
 
 
-def _check_fresh_run_dir(output_dir: Path, ckpt_path: str | None) -> None:
+def _resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
+    """The saved config of the run in `output_dir` when this start continues it, else None.
+
+    A run continues when `resume` names it (Hydra then put us in its directory), or when SLURM
+    requeues a preempted job into the same directory. Any other start in a directory that
+    already holds checkpoints is refused, so nothing a run made is overwritten.
+    """
+    last = output_dir / "checkpoints" / "last.ckpt"
+    requeued = bool(os.environ.get("SLURM_RESTART_COUNT")) and last.is_file()
+    if cfg.get("resume") or requeued:
+        saved = OmegaConf.load(output_dir / "config.yaml")
+        saved.ckpt_path = str(last)
+        saved.resume = str(output_dir)
+        return saved
     existing = sorted((output_dir / "checkpoints").glob("*.ckpt"))
-    if existing and ckpt_path is None:
+    if existing and cfg.get("ckpt_path") is None:
         raise FileExistsError(
-            f"{output_dir} already holds checkpoints ({existing[0].name}, ...); resume with "
-            f"ckpt_path={existing[-1]} or pick a new hydra.run.dir. Nothing was overwritten."
+            f"{output_dir} already holds checkpoints ({existing[0].name}, ...); continue that "
+            f"run with resume={output_dir}, or pick a new hydra.run.dir. Nothing was overwritten."
         )
+    return None
+
+
+def _pin_wandb_run(cfg: DictConfig) -> None:
+    # A fixed run id, saved in config.yaml, lets a resumed run log into the same wandb run.
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is not None and not wandb_cfg.get("id"):
+        import wandb
+
+        with open_dict(wandb_cfg):
+            wandb_cfg.id = wandb.util.generate_id()
+            wandb_cfg.resume = "allow"
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
@@ -42,11 +69,16 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then validate the best checkpoint; returns its ten COCO stats."""
-    L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
-    _check_fresh_run_dir(output_dir, cfg.get("ckpt_path"))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    resumed = _resumed_config(cfg, output_dir)
+    if resumed is not None:
+        cfg = resumed
+        log.info("resuming %s from %s", output_dir, cfg.ckpt_path)
+    elif rank_zero_only.rank == 0:  # DDP workers re-enter here: the run is written once
+        _pin_wandb_run(cfg)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
 
     module = build_module(cfg)
     module.results_dir = output_dir
@@ -54,9 +86,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = build_loggers(cfg)
     callbacks = [instantiate(node) for node in cfg.callbacks.values()]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if trainer.fast_dev_run:
+            failed = False
             return module.last_metrics
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
@@ -76,13 +110,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
                      format_metrics(metrics))  # fmt: skip
             print(f"\nCOCO keypoint metrics of {best or 'the last weights'}:\n"
                   f"{format_metrics(metrics)}\n")  # fmt: skip
+        failed = False
         return metrics
     finally:
-        # A crash still closes the wandb run (it is marked failed, not left running).
+        # A crash still closes the wandb run, marked failed rather than left running.
         for logger in loggers:
             experiment = getattr(logger, "_experiment", None)
             if experiment is not None and hasattr(experiment, "finish"):
-                experiment.finish()
+                experiment.finish(exit_code=1 if failed else 0)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
