@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import hydra
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import InstantiationException
@@ -44,7 +46,8 @@ def run_dir(resume: str | None, base: str) -> str:
 
 
 if not OmegaConf.has_resolver("mvp_run_dir"):
-    OmegaConf.register_new_resolver("mvp_run_dir", run_dir)
+    # Cached like Hydra's own `now`: every job of a sweep then shares one sweep directory.
+    OmegaConf.register_new_resolver("mvp_run_dir", run_dir, use_cache=True)
 
 
 def config_dir() -> Path:
@@ -54,6 +57,22 @@ def config_dir() -> Path:
             "its repository with `pip install -e .` so that conf/ stays beside src/."
         )
     return CONFIG_DIR
+
+
+def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """`hydra.main` for console scripts, reading the configs from `conf/` beside `src/`.
+
+    Hydra resolves `config_path` inside the task's *package* when the task lives in an
+    imported module (as a console script's does), which cannot reach a top-level `conf/`.
+    Presenting the task as a script makes Hydra resolve the (absolute) path as a folder.
+    """
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        task.__module__ = "__main__"
+        return hydra.main(version_base="1.3", config_path=str(config_dir()),
+                          config_name=config_name)(task)  # fmt: skip
+
+    return decorate
 
 
 def available(group: str) -> list[str]:

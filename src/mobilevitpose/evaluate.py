@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mobilevitpose.config import hydra_main
 from mobilevitpose.runs import load_checkpoint, write_metrics
 from mobilevitpose.train import format_metrics
 
@@ -44,7 +44,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
+@hydra_main("eval")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

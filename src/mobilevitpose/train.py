@@ -6,12 +6,12 @@ import logging
 import os
 from pathlib import Path
 
-import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mobilevitpose.config import hydra_main
 from mobilevitpose.runs import build_module, write_metrics
 
 log = logging.getLogger(__name__)
@@ -120,8 +120,23 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 experiment.finish(exit_code=1 if failed else 0)
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def describe(cfg: DictConfig) -> str:
+    """One line per setting that tells runs of a sweep apart, for dry runs and logs."""
+    return (
+        f"model={cfg.model.name} init={cfg.init.name} input={list(cfg.model.input_size)} "
+        f"data={cfg.data.root} recipe={cfg.data.recipe} boxes={cfg.data.boxes} "
+        f"codec={cfg.codec.kind} optimizer={cfg.optimizer._target_.rsplit('.', 1)[-1]} "
+        f"lr={cfg.optimizer.lr} batch={cfg.data.batch_size} epochs={cfg.trainer.max_epochs} "
+        f"milestones={list(cfg.scheduler.milestones) if cfg.scheduler else None} "
+        f"flip_test={cfg.evaluation.flip_test} out={cfg.paths.output_dir}"
+    )
+
+
+@hydra_main("train")
 def main(cfg: DictConfig) -> float:
+    if cfg.dry_run:
+        print(f"[dry run] {describe(cfg)}")
+        return float("nan")
     metrics = train(cfg)
     return metrics.get("AP", float("nan"))  # for Hydra sweepers that optimise a value
 
