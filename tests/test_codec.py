@@ -288,6 +288,10 @@ def test_dark_refinements_match_the_spec_on_noisy_maps(refine, spec):
     # Include maxima on and next to the border, where the bounds and edge padding matter.
     for channel, x in enumerate([0, 1, 2, W - 3, W - 2, W - 1]):
         heatmaps[0, channel, 20, x] = 5.0
+    # A faint and a strong map, whose blurred values around the maximum pass DARK-UDP's clip
+    # bounds [1e-3, 50].
+    heatmaps[1, 0] *= 1.1e-3 / heatmaps[1, 0].max()
+    heatmaps[1, 1] *= 55.0 / heatmaps[1, 1].max()
     locations, _ = get_heatmap_maximum(heatmaps)
     refined = refine(locations, heatmaps)
     for index in np.ndindex(locations.shape[:2]):
