@@ -5,9 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROFILE ?= paper
+RUNS ?= runs
+REPORTS ?= reports
+DATA ?= data
+SWEEP := $(RUNS)/table3-$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format table2 bench-data clean-venv
+.PHONY: help install train test lint format table2 bench-data reproduce-table3 clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -39,6 +43,21 @@ table2: $(STAMP)  ## parameters and MACs of every model config -> reports/table2
 
 bench-data: $(STAMP)  ## data pipeline samples/s on one core -> reports/bench_data.json
 	$(VENV)/bin/mvp-bench-data --out reports/bench_data.json
+
+# PROFILE=paper: the paper's recipe on COCO under $(DATA)/coco, four GPU runs one after another.
+# PROFILE=smoke: the same sweep on synthetic data on CPU in minutes (what CI runs).
+reproduce-table3: $(STAMP)  ## RQ2 sweep (XXS/S x plain/imagenet) + reports/table3.{md,json} + Figs. 2-3
+ifeq ($(PROFILE),smoke)
+	$(VENV)/bin/mvp-synth $(DATA)/synthetic_smoke --num-train 40 --num-val 8 --seed 0
+	$(VENV)/bin/mvp-pretrain-smoke --data-root $(DATA)/synthetic_smoke --out-dir $(DATA)/smoke_pretrained --overwrite
+	$(VENV)/bin/mvp-train -m experiment=table3_smoke paths.data_dir=$(DATA) hydra.sweep.dir=$(SWEEP)
+	$(VENV)/bin/mvp-report-table3 --runs $(SWEEP) --out-dir $(REPORTS) --smoke
+else ifeq ($(PROFILE),paper)
+	$(VENV)/bin/mvp-train -m experiment=table3 paths.data_dir=$(DATA) hydra.sweep.dir=$(SWEEP)
+	$(VENV)/bin/mvp-report-table3 --runs $(SWEEP) --out-dir $(REPORTS)
+else
+	@echo "PROFILE=$(PROFILE): use PROFILE=paper or PROFILE=smoke" && exit 2
+endif
 
 clean-venv:  ## remove .venv
 	rm -rf $(VENV)
