@@ -48,7 +48,8 @@ bench-data: $(STAMP)  ## data pipeline samples/s on one core -> reports/bench_da
 # PROFILE=smoke: the same sweep on synthetic data on CPU in minutes (what CI runs).
 reproduce-table3: $(STAMP)  ## RQ2 sweep (XXS/S x plain/imagenet) + reports/table3.{md,json} + Figs. 2-3
 ifeq ($(PROFILE),smoke)
-	$(VENV)/bin/mvp-synth $(DATA)/synthetic_smoke --num-train 40 --num-val 8 --seed 0
+	test -f $(DATA)/synthetic_smoke/annotations/person_keypoints_val2017.json || \
+		$(VENV)/bin/mvp-synth $(DATA)/synthetic_smoke --num-train 40 --num-val 8 --seed 0
 	$(VENV)/bin/mvp-pretrain-smoke --data-root $(DATA)/synthetic_smoke --out-dir $(DATA)/smoke_pretrained --overwrite
 	$(VENV)/bin/mvp-train -m experiment=table3_smoke paths.data_dir=$(DATA) hydra.sweep.dir=$(SWEEP)
 	$(VENV)/bin/mvp-report-table3 --runs $(SWEEP) --out-dir $(REPORTS) --smoke
