@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mobilevitpose.config import hydra_main
-from mobilevitpose.runs import load_checkpoint, write_metrics
+from mobilevitpose.runs import build_datamodule, load_checkpoint, write_metrics
 from mobilevitpose.train import format_metrics
 
 EVALUATION_KEYS = ("flip_test", "keypoint_score_thr", "nms_thr")
@@ -32,8 +32,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     module.results_dir = output_dir
-    datamodule = instantiate(data_cfg, codec=module.codec, mean=module.model.mean,
-                             std=module.model.std, seed=saved.get("seed", 0))  # fmt: skip
+    datamodule = build_datamodule(data_cfg, module.codec, module.model.mean, module.model.std,
+                                  seed=saved.get("seed", 0))  # fmt: skip
     trainer: L.Trainer = instantiate(cfg.trainer)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = module.last_metrics

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.module import CONFIG_KEY, PoseLitModule
 
 
-def to_plain(cfg: DictConfig) -> dict[str, Any]:
+def to_plain(cfg: DictConfig | None) -> dict[str, Any] | None:
+    if cfg is None:  # e.g. scheduler=null
+        return None
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
@@ -24,6 +30,19 @@ def build_module(cfg: DictConfig) -> PoseLitModule:
     module = PoseLitModule(**{key: to_plain(cfg[key]) for key in parts})
     module.run_config = to_plain(cfg)
     return module
+
+
+def build_datamodule(
+    data_cfg: DictConfig,
+    codec: HeatmapCodec,
+    mean: Sequence[float],
+    std: Sequence[float],
+    seed: int = 0,
+) -> L.LightningDataModule:
+    """The data config with the model's codec and normalisation. The codec goes in after
+    instantiation: Hydra would turn a dataclass argument into a config node."""
+    build = instantiate(data_cfg, _partial_=True, _convert_="all")
+    return build(codec=codec, mean=list(mean), std=list(std), seed=seed)
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[PoseLitModule, dict]:

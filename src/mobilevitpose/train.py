@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 import lightning as L
@@ -12,18 +13,18 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.config import hydra_main
-from mobilevitpose.runs import build_module, write_metrics
+from mobilevitpose.runs import build_datamodule, build_module, to_plain, write_metrics
 
 log = logging.getLogger(__name__)
 
 
-def build_datamodule(cfg: DictConfig, codec) -> L.LightningDataModule:
-    return instantiate(cfg.data, codec=codec, mean=cfg.model.mean, std=cfg.model.std,
-                       seed=cfg.seed)  # fmt: skip
-
-
 def build_loggers(cfg: DictConfig) -> list:
-    return [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    # The whole run config, not only the module's arguments, so that dashboards can group and
+    # filter by init, data and trainer settings too.
+    for logger in loggers:
+        logger.log_hyperparams(to_plain(cfg))
+    return loggers
 
 
 def _resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
@@ -53,10 +54,9 @@ def _pin_wandb_run(cfg: DictConfig) -> None:
     # A fixed run id, saved in config.yaml, lets a resumed run log into the same wandb run.
     wandb_cfg = (cfg.get("logger") or {}).get("wandb")
     if wandb_cfg is not None and not wandb_cfg.get("id"):
-        import wandb
-
+        # wandb's own id helper moved between releases; any unique [a-z0-9] string will do.
         with open_dict(wandb_cfg):
-            wandb_cfg.id = wandb.util.generate_id()
+            wandb_cfg.id = secrets.token_hex(4)
             wandb_cfg.resume = "allow"
 
 
@@ -82,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     module = build_module(cfg)
     module.results_dir = output_dir
-    datamodule = build_datamodule(cfg, module.codec)
+    datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std, cfg.seed)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(node) for node in cfg.callbacks.values()]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

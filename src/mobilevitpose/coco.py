@@ -1,0 +1,205 @@
+"""COCO 2017 person-keypoint reader: one `Instance` per person box, as the reference toolbox does.
+
+Ground-truth boxes (training, and validation with GT boxes) follow MMPose's
+`BaseCocoStyleDataset.parse_data_info` and `_is_valid_instance`: boxes clipped to the image,
+visibility min(1, v), and crowd / keypoint-less / empty-box instances dropped. Detected boxes
+(the published validation protocol) follow `_load_detection_results`: every person detection,
+unclipped, scored by the detector, with no threshold unless one is asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+
+from mobilevitpose.geometry import bbox_xywh_to_xyxy
+from mobilevitpose.keypoints import NUM_KEYPOINTS
+
+SPLITS = ("train", "val")
+PERSON_CATEGORY_ID = 1
+# The detection file shipped with MMPose / HRNet (Faster R-CNN, person AP 56.4 on val2017).
+DETECTION_FILE = "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+LAYOUT_HINT = (
+    "expected the COCO 2017 layout: root/annotations/person_keypoints_{split}2017.json "
+    "and root/{split}2017/ holding the images"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One person box of one image; coordinates in image pixels, sizes (width, height)."""
+
+    image_id: int
+    image_path: str
+    image_size: tuple[int, int]
+    instance_id: int
+    bbox_xyxy: np.ndarray  # (4,) f32
+    bbox_score: float
+    keypoints_img: np.ndarray  # (K, 2) f32
+    keypoints_visible: np.ndarray  # (K,) f32 in {0, 1}
+
+
+def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(annotation file, image folder) of `split` ("train" or "val") under a COCO 2017 root."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; got {split!r}")
+    root = Path(root).expanduser()
+    return root / "annotations" / f"person_keypoints_{split}2017.json", root / f"{split}2017"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        with path.open("rb") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
+def _load_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[COCO, Path, Path]:
+    ann_file, image_dir = Path(ann_file), Path(image_dir)
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file not found: {ann_file} ({LAYOUT_HINT})")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir} ({LAYOUT_HINT})")
+    data = _read_json(ann_file, "annotation file")
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise ValueError(
+            f"annotation file {ann_file} is not a COCO annotation file: it needs the "
+            "'images' and 'annotations' fields"
+        )
+    coco = COCO()
+    coco.dataset = data
+    # pycocotools reports its progress on stdout; keep library calls quiet.
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, ann_file, image_dir
+
+
+def _image_record(coco: COCO, image_id: int, image_dir: Path) -> tuple[str, tuple[int, int]]:
+    image = coco.imgs[image_id]
+    return str(image_dir / image["file_name"]), (int(image["width"]), int(image["height"]))
+
+
+def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple | None:
+    """(bbox_xyxy, keypoints, visible) of a valid annotation, None for a filtered one."""
+    for field in ("bbox", "keypoints"):
+        if field not in ann:
+            raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
+    raw = np.asarray(ann["keypoints"], dtype=np.float32)
+    if raw.shape != (NUM_KEYPOINTS * 3,):
+        raise ValueError(
+            f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
+            f"expected {NUM_KEYPOINTS * 3} ({NUM_KEYPOINTS} x (x, y, v))"
+        )
+    raw = raw.reshape(NUM_KEYPOINTS, 3)
+    keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
+    # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
+    num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
+    if ann.get("iscrowd", 0) or num_keypoints == 0 or keypoints.max() <= 0:
+        return None
+    img_w, img_h = image_size
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    bbox = np.array(
+        [
+            np.clip(x, 0, img_w - 1),
+            np.clip(y, 0, img_h - 1),
+            np.clip(x + w, 0, img_w - 1),
+            np.clip(y + h, 0, img_h - 1),
+        ],
+        dtype=np.float32,
+    )
+    # The reference tests for an empty box after clipping.
+    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
+        return None
+    return bbox, keypoints, visible.astype(np.float32)
+
+
+def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:
+    """Valid person instances with ground-truth boxes (score 1, id = annotation id)."""
+    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
+    instances = []
+    for image_id in coco.getImgIds():
+        image_path, image_size = _image_record(coco, image_id, image_dir)
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
+            parsed = _parse_gt(ann, image_size, ann_file)
+            if parsed is None:
+                continue
+            bbox, keypoints, visible = parsed
+            instances.append(
+                Instance(
+                    image_id=int(image_id),
+                    image_path=image_path,
+                    image_size=image_size,
+                    instance_id=int(ann["id"]),
+                    bbox_xyxy=bbox,
+                    bbox_score=1.0,
+                    keypoints_img=keypoints,
+                    keypoints_visible=visible,
+                )
+            )
+    return instances
+
+
+def _check_detections(detections: Any, bbox_file: Path) -> None:
+    if not isinstance(detections, list) or not all(isinstance(d, dict) for d in detections):
+        raise ValueError(f"detection file {bbox_file} must hold a JSON list of objects")
+    required = {"image_id", "category_id", "bbox", "score"}
+    for i, det in enumerate(detections):
+        missing = required - det.keys()
+        if missing:
+            raise ValueError(f"detection {i} in {bbox_file} lacks {sorted(missing)}")
+        if len(det["bbox"]) != 4:
+            raise ValueError(f"detection {i} in {bbox_file} has bbox {det['bbox']}; need xywh")
+
+
+def load_detection_instances(
+    ann_file: str | Path,
+    image_dir: str | Path,
+    bbox_file: str | Path,
+    score_threshold: float = 0.0,
+) -> list[Instance]:
+    """Person detections as instances: xywh -> xyxy unclipped, score = detector score.
+
+    Keypoints are zero and invisible. `instance_id` is a running index over the person
+    detections in file order (assigned before the score threshold, as the reference does);
+    detections with score < `score_threshold` are dropped.
+    """
+    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
+    bbox_file = Path(bbox_file)
+    detections = _read_json(bbox_file, "detection file")
+    _check_detections(detections, bbox_file)
+    persons = [d for d in detections if d["category_id"] == PERSON_CATEGORY_ID]
+    unknown = sorted({int(d["image_id"]) for d in persons} - set(coco.imgs))
+    if unknown:
+        raise ValueError(
+            f"detection file {bbox_file} names {len(unknown)} image id(s) absent from "
+            f"{ann_file}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+        )
+    instances = []
+    for running_id, det in enumerate(persons):
+        if det["score"] < score_threshold:
+            continue
+        image_id = int(det["image_id"])
+        image_path, image_size = _image_record(coco, image_id, image_dir)
+        instances.append(
+            Instance(
+                image_id=image_id,
+                image_path=image_path,
+                image_size=image_size,
+                instance_id=running_id,
+                bbox_xyxy=bbox_xywh_to_xyxy(np.asarray(det["bbox"], dtype=np.float32)),
+                bbox_score=float(det["score"]),
+                keypoints_img=np.zeros((NUM_KEYPOINTS, 2), dtype=np.float32),
+                keypoints_visible=np.zeros(NUM_KEYPOINTS, dtype=np.float32),
+            )
+        )
+    return instances
