@@ -11,7 +11,7 @@ DATA ?= data
 SWEEP := $(RUNS)/table3-$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format table2 bench-data reproduce-table3 clean-venv
+.PHONY: help install train test lint format table2 bench bench-data bench-train reproduce-table3 clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ format: $(STAMP)  ## ruff fix + format
 
 table2: $(STAMP)  ## parameters and MACs of every model config -> reports/table2.{md,json}
 	$(VENV)/bin/mvp-table2 --out-dir reports
+
+bench: $(STAMP)  ## inference latency/throughput, eager vs ONNX Runtime (+CUDA) -> reports/bench_infer.{json,md}
+	$(VENV)/bin/mvp-bench-infer --out-dir reports
 
 bench-data: $(STAMP)  ## data pipeline samples/s on one core -> reports/bench_data.json
 	$(VENV)/bin/mvp-bench-data --out reports/bench_data.json

@@ -2,6 +2,8 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
 # Tests never reach wandb's servers (nor any network).
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -29,3 +31,20 @@ def coco_sample_root() -> Path:
 def coco_mini_root() -> Path:
     """159 real COCO images with official keypoint annotations (no detection file)."""
     return _shared("coco_mini")
+
+
+def like_trained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A fresh head's heatmaps are ~1e-6, against which parity checks prove nothing and whose
+    maxima are ties: give the head unit-scale weights and every BatchNorm non-trivial
+    statistics."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0.0, 0.1)
+    for module in model.head.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            module.reset_parameters()
+    return model.eval()

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import like_trained
 from mobilevitpose import bench_infer
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.config import build_model, compose
@@ -26,25 +27,9 @@ from mobilevitpose.runs import build_module
 TINY = ["model.input_size=[64,64]", "model.heatmap_size=[16,16]"]
 
 
-def _like_trained(model: PoseModel, seed: int = 0) -> PoseModel:
-    """A fresh head's heatmaps are ~1e-6, against which a 1e-4 parity check proves nothing:
-    give the head unit-scale weights and every BatchNorm non-trivial statistics."""
-    torch.manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.running_mean.normal_(0.0, 0.1)
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.uniform_(0.5, 1.5)
-            module.bias.data.normal_(0.0, 0.1)
-    for module in model.head.modules():
-        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-            module.reset_parameters()
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def tiny_model() -> PoseModel:
-    return _like_trained(build_model("mobilevitpose_xxs", TINY))
+    return like_trained(build_model("mobilevitpose_xxs", TINY))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +131,7 @@ def test_cli_exports_a_checkpoint_with_its_codec(tmp_path, capsys):
     # Run paths set: the saved run config resolves them, outside a Hydra app too.
     paths = [f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}"]
     module = build_module(compose("train", ["codec.kind=msra", "codec.sigma=1.5", *TINY, *paths]))
-    _like_trained(module.model)
+    like_trained(module.model)
     ckpt = tmp_path / "last.ckpt"
     # The two entries a Lightning checkpoint holds that runs.load_checkpoint rebuilds from.
     torch.save(

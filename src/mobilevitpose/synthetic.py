@@ -931,7 +931,8 @@ def generate(
     """Render a synthetic dataset into `root` in the COCO 2017 layout; returns `root`.
 
     `workers` processes render in parallel (default: every CPU core, but one per 200 images);
-    the output does not depend on it. The val annotation file is written last, so its presence marks a complete dataset.
+    the output does not depend on it. The val annotation file is written last, so its
+    presence marks a complete dataset.
     """
     image_size = _check_args(num_train, num_val, image_size, seed, max_people, min_area)
     root = Path(root)
@@ -1036,7 +1037,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-people", type=int, default=DEFAULT_MAX_PEOPLE)
     parser.add_argument("--min-area", type=int, default=MIN_AREA)
-    parser.add_argument("--workers", type=int, default=None, help="default: all CPU cores, one per 200 images")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="default: all cores, one per 200 images"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
