@@ -38,8 +38,8 @@ format: $(STAMP)  ## ruff fix + format
 	$(VENV)/bin/ruff check --fix src tests
 	$(VENV)/bin/ruff format src tests
 
-table2: $(STAMP)  ## parameters and MACs of every model config -> reports/table2.{md,json}
-	$(VENV)/bin/mvp-table2 --out-dir reports
+table2: $(STAMP)  ## params and MACs of every model config (+AP/AR of ACCURACY_RUNS=dirs) -> reports/table2.{md,json}
+	$(VENV)/bin/mvp-table2 --out-dir reports $(if $(ACCURACY_RUNS),--runs $(ACCURACY_RUNS))
 
 bench: $(STAMP)  ## inference latency/throughput, eager vs ONNX Runtime (+CUDA) -> reports/bench_infer.{json,md}
 	$(VENV)/bin/mvp-bench-infer --out-dir reports

@@ -4,9 +4,10 @@ import torch
 from safetensors.torch import save_file
 
 from mobilevitpose.backbone import TimmBackbone
-from mobilevitpose.complexity import PAPER_TABLE2, count
+from mobilevitpose.complexity import PAPER_TABLE2, accuracy_of, count
 from mobilevitpose.config import available, build_model
 from mobilevitpose.heads import ConvHead, DeconvHead, SimpleHead
+from mobilevitpose.report import Run
 
 SMALL = {  # model -> small (w, h) input that still fits its stride
     "vitpose_b": (48, 64),
@@ -50,11 +51,6 @@ def test_model_normalisation_is_the_backbones_pretrained_config(name):
     pretrained_cfg = timm.get_pretrained_cfg(model.backbone.name)
     assert model.mean == pytest.approx(pretrained_cfg.mean)
     assert model.std == pytest.approx(pretrained_cfg.std)
-
-
-def test_unknown_model_name_lists_the_available_ones():
-    with pytest.raises(ValueError, match=r"available: .*mobilevitpose_s.*vgg16"):
-        build_model("mobilevitpose_xxxl")
 
 
 def test_unknown_timm_backbone_is_named_with_close_matches():
@@ -145,3 +141,15 @@ def test_mobilevitpose_complexity_matches_the_paper(name):
     assert gmacs == pytest.approx(row.gmacs, rel=0.03)
     # Attention products are reported apart (torch counts them only in recent releases).
     assert 0 <= attention_gmacs < 0.1 * gmacs
+
+
+def test_table2_accuracy_comes_from_the_best_run_of_that_model_and_input_size():
+    row = next(r for r in PAPER_TABLE2 if r.model == "hrnet_w32" and r.input_size == (288, 384))
+    runs = [
+        Run("a", "hrnet_w32", "plain", "x", {"AP": 0.70, "AR": 0.75}, input_size=(288, 384)),
+        Run("b", "hrnet_w32", "imagenet", "x", {"AP": 0.756, "AR": 0.80}, input_size=(288, 384)),
+        Run("c", "hrnet_w32", "imagenet", "x", {"AP": 0.90, "AR": 0.90}, input_size=(192, 256)),
+        Run("d", "hrnet_w48", "imagenet", "x", {"AP": 0.95, "AR": 0.95}, input_size=(288, 384)),
+    ]
+    assert accuracy_of(row, runs) == {"AP": 75.6, "AR": 80.0, "init": "imagenet", "run": "b"}
+    assert accuracy_of(row, runs[2:]) is None

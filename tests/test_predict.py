@@ -26,17 +26,17 @@ OVERFIT_STEPS = 150
 
 
 @pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory) -> Path:
+def people_root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("synthetic"), num_train=1, num_val=3, seed=1)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, synthetic_root) -> Path:
+def checkpoint(tmp_path_factory, people_root) -> Path:
     """XXS at 64x64 overfitted to the synthetic val people: its heatmaps have real peaks, as a
     trained model's do, and its keypoints should land near the ground truth."""
     root = tmp_path_factory.mktemp("ckpt")
     cfg = compose("train", [*TINY, f"paths.output_dir={root}", f"paths.log_dir={root}",
-                            f"data.root={synthetic_root}", "data.boxes=gt"])  # fmt: skip
+                            f"data.root={people_root}", "data.boxes=gt"])  # fmt: skip
     torch.manual_seed(0)
     module = build_module(cfg)
     datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std)
@@ -99,27 +99,27 @@ def test_coco_sample_with_its_detection_file(checkpoint, coco_sample_root, tmp_p
         )
 
 
-def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, synthetic_root, tmp_path):
-    gt_file = synthetic_root / "annotations/person_keypoints_val2017.json"
+def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_root, tmp_path):
+    gt_file = people_root / "annotations/person_keypoints_val2017.json"
     gt = json.loads(gt_file.read_text())
     people = [a for a in gt["annotations"] if not a.get("iscrowd", 0)]
-    results = predict(checkpoint, synthetic_root / "val2017", tmp_path / "gt_boxes",
+    results = predict(checkpoint, people_root / "val2017", tmp_path / "gt_boxes",
                       boxes_file=gt_file, nms_thr=None, progress=False)  # fmt: skip
     assert len(results) == len(people)
     assert len(_load_results(gt_file, tmp_path / "gt_boxes" / RESULTS_FILE).anns) == len(people)
     # the model was overfitted to these people: its keypoints, in image px, are theirs
     assert CocoKeypointEvaluator(gt_file).evaluate(results)["AP"] > 0.5
 
-    whole = predict(checkpoint, synthetic_root / "val2017", tmp_path / "whole", progress=False)
+    whole = predict(checkpoint, people_root / "val2017", tmp_path / "whole", progress=False)
     index = json.loads((tmp_path / "whole" / "images.json").read_text())
     assert len(whole) == len(index) == 3  # one box per image: the image
     assert {r["image_id"] for r in whole} == {im["id"] for im in gt["images"]}  # COCO file names
 
 
-def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file, synthetic_root,
+def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file, people_root,
                                                           tmp_path):  # fmt: skip
-    images = synthetic_root / "val2017"
-    boxes = synthetic_root / "annotations/person_keypoints_val2017.json"
+    images = people_root / "val2017"
+    boxes = people_root / "annotations/person_keypoints_val2017.json"
     torch_results = predict(checkpoint, images, tmp_path / "pt", boxes_file=boxes, progress=False)
     onnx_results = predict(onnx_file, images, tmp_path / "onnx", boxes_file=boxes,
                            backend="onnx", progress=False)  # fmt: skip
@@ -131,9 +131,9 @@ def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file,
     assert np.abs(onnx_kpts[:, :2] - torch_kpts[:, :2]).max() < 0.01
 
 
-def test_a_video_gives_results_per_frame_and_a_rendered_video(checkpoint, synthetic_root, tmp_path):
+def test_a_video_gives_results_per_frame_and_a_rendered_video(checkpoint, people_root, tmp_path):
     video = tmp_path / "clip.mp4"
-    frames = [cv2.imread(str(p)) for p in sorted((synthetic_root / "val2017").glob("*.jpg"))]
+    frames = [cv2.imread(str(p)) for p in sorted((people_root / "val2017").glob("*.jpg"))]
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
     for frame in frames:
@@ -146,7 +146,7 @@ def test_a_video_gives_results_per_frame_and_a_rendered_video(checkpoint, synthe
     assert int(rendered.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
-def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, synthetic_root,
+def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, people_root,
                                                                tmp_path):  # fmt: skip
     note = tmp_path / "notes.txt"
     note.write_text("not an image")
@@ -158,14 +158,14 @@ def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, synth
     with pytest.raises(ImageReadError, match=r"000000000001\.jpg"):
         predict(checkpoint, corrupt.parent, tmp_path / "b", progress=False)
     with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
-        predict(tmp_path / "missing.ckpt", synthetic_root / "val2017", tmp_path / "c")
+        predict(tmp_path / "missing.ckpt", people_root / "val2017", tmp_path / "c")
 
     # boxes that name images the input does not have
     one = tmp_path / "one"
     one.mkdir()
-    first = sorted((synthetic_root / "val2017").glob("*.jpg"))[0]
+    first = sorted((people_root / "val2017").glob("*.jpg"))[0]
     shutil.copy(first, one / first.name)
-    detections = synthetic_root / "person_detection_results"
+    detections = people_root / "person_detection_results"
     (det_file,) = detections.glob("*.json")
     with pytest.raises(ValueError, match="not among the 1 input images"):
         predict(checkpoint, one, tmp_path / "d", boxes_file=det_file, progress=False)

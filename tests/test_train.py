@@ -11,31 +11,12 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
+from conftest import TINY_TRAIN
 from mobilevitpose.config import available, compose
 from mobilevitpose.evaluate import evaluate
 from mobilevitpose.module import keypoint_mse_loss
 from mobilevitpose.runs import build_datamodule, build_module, load_checkpoint
-from mobilevitpose.synthetic import generate
 from mobilevitpose.train import train
-
-TINY = [  # XXS at 64x64 on a tiny synthetic set: seconds per epoch on a CPU
-    "model.input_size=[64,64]",
-    "model.heatmap_size=[16,16]",
-    "codec.sigma=1.0",
-    "data.num_workers=0",
-    "data.persistent_workers=false",
-    "data.batch_size=8",
-    "data.val_batch_size=8",
-    "trainer.log_every_n_steps=1",
-    "trainer.enable_progress_bar=false",
-]
-
-
-@pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory) -> Path:
-    # With this seed the val set has an odd number of instances, GT boxes (11) or detections (15),
-    # so a 2-process sampler must pad (checked in the DDP test).
-    return generate(tmp_path_factory.mktemp("synthetic"), num_train=12, num_val=7, seed=7)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +33,7 @@ def _cfg(tmp_path: Path, root: Path, *overrides: str, name: str = "train"):
             f"paths.output_dir={tmp_path}",
             f"paths.log_dir={tmp_path}",
             f"data.root={root}",
-            *TINY,
+            *TINY_TRAIN,
             *overrides,
         ],
     )

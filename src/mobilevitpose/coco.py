@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from pycocotools.coco import COCO
 
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.keypoints import NUM_KEYPOINTS
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 PERSON_CATEGORY_ID = 1
@@ -64,6 +68,18 @@ def _read_json(path: Path, what: str) -> Any:
         raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
 
 
+def _check_fields(entries: Any, fields: tuple[str, ...], what: str, ann_file: Path) -> None:
+    if not isinstance(entries, list):
+        raise ValueError(f"annotation file {ann_file}: '{what}s' must be a list")
+    for i, entry in enumerate(entries):
+        missing = [f for f in fields if not isinstance(entry, dict) or f not in entry]
+        if missing:
+            name = entry.get("id", f"#{i}") if isinstance(entry, dict) else f"#{i}"
+            raise ValueError(
+                f"annotation file {ann_file}: {what} {name} lacks {missing} (needs {list(fields)})"
+            )
+
+
 def _load_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[COCO, Path, Path]:
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not ann_file.is_file():
@@ -76,6 +92,8 @@ def _load_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[COCO, Path,
             f"annotation file {ann_file} is not a COCO annotation file: it needs the "
             "'images' and 'annotations' fields"
         )
+    _check_fields(data["images"], ("id", "file_name", "width", "height"), "image", ann_file)
+    _check_fields(data["annotations"], ("id", "image_id"), "annotation", ann_file)
     coco = COCO()
     coco.dataset = data
     # pycocotools reports its progress on stdout; keep library calls quiet.
@@ -89,8 +107,8 @@ def _image_record(coco: COCO, image_id: int, image_dir: Path) -> tuple[str, tupl
     return str(image_dir / image["file_name"]), (int(image["width"]), int(image["height"]))
 
 
-def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple | None:
-    """(bbox_xyxy, keypoints, visible) of a valid annotation, None for a filtered one."""
+def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple | str:
+    """(bbox_xyxy, keypoints, visible) of a valid annotation, or why it is filtered out."""
     for field in ("bbox", "keypoints"):
         if field not in ann:
             raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
@@ -104,8 +122,10 @@ def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple |
     keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
     # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
     num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
-    if ann.get("iscrowd", 0) or num_keypoints == 0 or keypoints.max() <= 0:
-        return None
+    if ann.get("iscrowd", 0):
+        return "crowd"
+    if num_keypoints == 0 or keypoints.max() <= 0:
+        return "no labelled keypoints"
     img_w, img_h = image_size
     x, y, w, h = (float(v) for v in ann["bbox"])
     bbox = np.array(
@@ -119,19 +139,20 @@ def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple |
     )
     # The reference tests for an empty box after clipping.
     if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
-        return None
+        return "empty box after clipping to the image"
     return bbox, keypoints, visible.astype(np.float32)
 
 
 def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:
     """Valid person instances with ground-truth boxes (score 1, id = annotation id)."""
     coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
-    instances = []
+    instances, filtered = [], Counter()
     for image_id in coco.getImgIds():
         image_path, image_size = _image_record(coco, image_id, image_dir)
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
             parsed = _parse_gt(ann, image_size, ann_file)
-            if parsed is None:
+            if isinstance(parsed, str):
+                filtered[parsed] += 1
                 continue
             bbox, keypoints, visible = parsed
             instances.append(
@@ -146,6 +167,9 @@ def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Insta
                     keypoints_visible=visible,
                 )
             )
+    if filtered:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(filtered.items()))
+        log.info("%s: %d person instances; filtered out %s", ann_file, len(instances), reasons)
     return instances
 
 

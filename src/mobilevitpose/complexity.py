@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mobilevitpose.config import build_model
+from mobilevitpose.report import Run, find_runs
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,9 @@ NOTES = (
     "and the paper repeats the 256x192 figure for 384x288); its VGG and ViTPose-B figures come "
     "from the literature. Only the MobileViTPose rows were counted by the paper's authors "
     "(MMPose's counter).",
+    "AP/AR (ours): the best finished run of that model and input size given with `--runs` "
+    "(its init in brackets); blank when there is none. The paper's are COCO val2017 with "
+    "detected boxes.",
     "The paper rounds baseline parameters to whole millions; deltas against them are coarse.",
     "ViTPose-B at 256x192: timm's ViT-B/16 has a class token and a 16x12 position grid; the "
     "paper's 86M is the backbone alone, ours includes the 2-deconv head.",
@@ -86,7 +91,21 @@ def _delta(ours: float, paper: float) -> float:
     return 100.0 * (ours - paper) / paper
 
 
-def build_report() -> list[dict]:
+def accuracy_of(row: PaperRow, runs: Sequence[Run]) -> dict | None:
+    """The finished run of this row's model and input size with the best AP, as
+    {"AP", "AR", "init", "run"} in percent; None when there is none."""
+    matching = [
+        r for r in runs
+        if r.model == row.model and (r.input_size is None or tuple(r.input_size) == row.input_size)
+    ]  # fmt: skip
+    if not matching:
+        return None
+    best = max(matching, key=lambda r: r.metrics["AP"])
+    return {"AP": round(100 * best.metrics["AP"], 1), "AR": round(100 * best.metrics["AR"], 1),
+            "init": best.init, "run": best.name}  # fmt: skip
+
+
+def build_report(runs: Sequence[Run] = ()) -> list[dict]:
     rows = []
     for row in PAPER_TABLE2:
         overrides = [f"model.input_size=[{row.input_size[0]},{row.input_size[1]}]"]
@@ -103,6 +122,7 @@ def build_report() -> list[dict]:
                 "ours_attention_gmacs": round(attention_gmacs, 3),
                 "params_delta_pct": round(_delta(params, row.params_m), 1),
                 "gmacs_delta_pct": round(_delta(gmacs, row.gmacs), 1),
+                "ours_accuracy": accuracy_of(row, runs),
             }
         )
     return rows
@@ -111,16 +131,20 @@ def build_report() -> list[dict]:
 def to_markdown(rows: list[dict]) -> str:
     lines = [
         "| Model | Config | Input | Params (paper) | Params (ours) | Δ | GMACs (paper) "
-        "| GMACs (ours) | Δ | Attn GMACs | AP (paper) | AR (paper) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GMACs (ours) | Δ | Attn GMACs | AP (paper) | AP (ours) | AR (paper) | AR (ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         w, h = r["input_size"]
+        acc = r["ours_accuracy"]
+        ours_ap, ours_ar = (
+            (f"{acc['AP']:.1f} ({acc['init']})", f"{acc['AR']:.1f}") if acc else ("", "")
+        )
         lines.append(
             f"| {r['label']} | `{r['model']}` | {h}x{w} | {r['params_m']}M "
             f"| {r['ours_params_m']:.2f}M | {r['params_delta_pct']:+.1f}% | {r['gmacs']}G "
             f"| {r['ours_gmacs']:.2f}G | {r['gmacs_delta_pct']:+.1f}% "
-            f"| {r['ours_attention_gmacs']:.2f}G | {r['ap']} | {r['ar']} |"
+            f"| {r['ours_attention_gmacs']:.2f}G | {r['ap']} | {ours_ap} | {r['ar']} | {ours_ar} |"
         )
     lines.append("")
     lines += [f"- {note}" for note in NOTES]
@@ -130,8 +154,10 @@ def to_markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--runs", type=Path, nargs="*", default=[],
+                        help="run or sweep directories whose AP/AR fill the table")  # fmt: skip
     args = parser.parse_args(argv)
-    rows = build_report()
+    rows = build_report(find_runs(args.runs) if args.runs else ())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "table2.json").write_text(json.dumps(rows, indent=2) + "\n")
     markdown = to_markdown(rows)

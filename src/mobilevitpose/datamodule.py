@@ -18,6 +18,7 @@ from mobilevitpose.coco import (
 )
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
+from mobilevitpose.transforms import AugmentRecipe
 
 BOX_SOURCES = ("detections", "gt")
 
@@ -39,7 +40,7 @@ class CocoDataModule(L.LightningDataModule):
         boxes: str = "detections",
         bbox_file: str | None = None,
         bbox_score_thr: float = 0.0,
-        recipe: str = "paper",
+        recipe: str | dict[str, Any] = "paper",
         photometric: bool = False,
         batch_size: int = 64,
         val_batch_size: int = 32,
@@ -59,7 +60,8 @@ class CocoDataModule(L.LightningDataModule):
         self.boxes = boxes
         self.bbox_file = Path(bbox_file) if bbox_file else self.root / DETECTION_FILE
         self.bbox_score_thr = bbox_score_thr
-        self.recipe = recipe
+        # A recipe name, or the fields of an AugmentRecipe for a recipe of one's own.
+        self.recipe = recipe if isinstance(recipe, str) else AugmentRecipe(**recipe)
         self.photometric = photometric
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size

@@ -27,6 +27,10 @@ DECODE_FLAGS: dict[int, int] = {
 }
 
 
+# Bytes at the end of a JPEG searched for its end marker (some cameras append a short trailer).
+JPEG_TAIL = 4096
+
+
 class ImageReadError(ValueError):
     """An image file that exists but cannot be decoded, or does not match its annotation."""
 
@@ -44,6 +48,10 @@ def read_image(path: str | Path, reduction: int = 1) -> np.ndarray:
     image = cv2.imdecode(data, DECODE_FLAGS[reduction]) if data.size else None
     if image is None:
         raise ImageReadError(f"cannot decode image file {path} (corrupt or not an image)")
+    # libjpeg decodes a truncated JPEG with a grey bottom and only a warning on stderr; an end
+    # marker (FF D9) near the end of the file tells a complete one.
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-JPEG_TAIL:].tobytes():
+        raise ImageReadError(f"image file {path} is a truncated JPEG (no end marker)")
     return image
 
 

@@ -43,6 +43,7 @@ class Run:
     val_ap: dict[int, float] = field(default_factory=dict)  # epoch -> val/AP
     train_loss: dict[int, float] = field(default_factory=dict)  # epoch -> mean train loss
     data: str = ""
+    input_size: tuple[int, int] | None = None  # (w, h)
 
     @property
     def label(self) -> str:
@@ -80,6 +81,7 @@ def load_run(run_dir: Path) -> Run:
         val_ap=_epoch_curve(rows, "val/AP"),
         train_loss=_epoch_curve(rows, "train/loss_epoch"),
         data=str(config["data"]["root"]),
+        input_size=tuple(config["model"]["input_size"]),
     )
 
 
