@@ -39,13 +39,16 @@ format: $(STAMP)  ## ruff fix + format
 	$(VENV)/bin/ruff format src tests
 
 table2: $(STAMP)  ## params and MACs of every model config (+AP/AR of ACCURACY_RUNS=dirs) -> reports/table2.{md,json}
-	$(VENV)/bin/mvp-table2 --out-dir reports $(if $(ACCURACY_RUNS),--runs $(ACCURACY_RUNS))
+	$(VENV)/bin/mvp-table2 --out-dir $(REPORTS) $(if $(ACCURACY_RUNS),--runs $(ACCURACY_RUNS))
 
 bench: $(STAMP)  ## inference latency/throughput, eager vs ONNX Runtime (+CUDA) -> reports/bench_infer.{json,md}
-	$(VENV)/bin/mvp-bench-infer --out-dir reports
+	$(VENV)/bin/mvp-bench-infer --out-dir $(REPORTS)
+
+bench-train: $(STAMP)  ## GPU training step images/s, real data vs in-memory (data-bound?) -> reports/bench_train.json
+	$(VENV)/bin/mvp-bench-train --out $(REPORTS)/bench_train.json
 
 bench-data: $(STAMP)  ## data pipeline samples/s on one core -> reports/bench_data.json
-	$(VENV)/bin/mvp-bench-data --out reports/bench_data.json
+	$(VENV)/bin/mvp-bench-data --out $(REPORTS)/bench_data.json
 
 # PROFILE=paper: the paper's recipe on COCO under $(DATA)/coco, four GPU runs one after another.
 # PROFILE=smoke: the same sweep on synthetic data on CPU in minutes (what CI runs).

@@ -146,9 +146,7 @@ def test_detection_file_naming_unknown_images_is_an_error(layout):
 
 
 def test_unknown_model_name_lists_the_available_ones():
-    with pytest.raises(
-        ValueError, match=r"xxxl.*available: .*mobilevitpose_s.*vgg16"
-    ):
+    with pytest.raises(ValueError, match=r"xxxl.*available: .*mobilevitpose_s.*vgg16"):
         build_model("mobilevitpose_xxxl")
 
 

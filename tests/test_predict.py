@@ -86,7 +86,8 @@ def test_coco_sample_with_its_detection_file(checkpoint, coco_sample_root, tmp_p
     assert len(list((out / "vis").glob("*.jpg"))) == 4
     # Keypoints land in image coordinates, about the crop of a detection: the box padded by
     # 1.25 and made square. The median of the found keypoints (heatmap maximum > 0) is checked:
-    # the DARK-UDP refinement throws a few maxima of these random, flat heatmaps far away.
+    # on real photos, far from the synthetic people this model was fitted to, its heatmaps are
+    # flat, and the UDP decoding's Newton refinement throws a few of their maxima far away.
     boxes_by_image: dict[int, list] = {}
     for det in detections:
         boxes_by_image.setdefault(det["image_id"], []).append(det["bbox"])

@@ -43,19 +43,22 @@ def _final(run_dir: Path) -> tuple[dict, int]:
 @pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    subprocess.run(_train_command(whole, synthetic_root), check=True, env=_env(), timeout=600)
+    # Validation every 2 epochs: last.ckpt must still be written after every epoch.
+    every_2 = "trainer.check_val_every_n_epoch=2"
+    subprocess.run(_train_command(whole, synthetic_root, every_2), check=True, env=_env(),
+                   timeout=600)  # fmt: skip
 
-    proc = subprocess.Popen(_train_command(killed, synthetic_root), env=_env())
+    proc = subprocess.Popen(_train_command(killed, synthetic_root, every_2), env=_env())
     last = killed / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 300
     while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into the next epoch
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "metrics.json").exists()
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    assert killed_at["epoch"] < 4  # killed before the last epoch
 
     # One override resumes it: the saved config, the last checkpoint, the same directory.
     subprocess.run(
@@ -63,7 +66,6 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root
         check=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert _final(killed) == _final(whole)
-    assert _final(killed)[1] > killed_at
 
 
 def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
@@ -136,3 +138,19 @@ def test_two_process_ddp_training_writes_the_run_once(tmp_path, synthetic_root):
          "train.log", "train_ddp_process_1.log"]
     )  # fmt: skip
     assert not list(tmp_path.glob("runs"))
+
+
+@pytest.mark.slow
+def test_bench_train_reports_real_and_in_memory_throughput(tmp_path, synthetic_root):
+    from mobilevitpose.bench_train import main as bench_train
+
+    out = tmp_path / "bench_train.json"
+    bench_train([
+        "--models", "mobilevitpose_xxs", "--input-size", "64", "64", "--batch", "4",
+        "--workers", "0", "--steps", "2", "--warmup", "1", "--device", "cpu",
+        "--precision", "32-true", "--data-root", str(synthetic_root), "--out", str(out),
+    ])  # fmt: skip
+    result = json.loads(out.read_text())["models"]["mobilevitpose_xxs"]
+    assert result["images_per_s"] > 0 and result["images_per_s_in_memory"] > 0
+    assert isinstance(result["data_bound"], bool) and 0 < result["data_share"]
+    assert result["train_instances"] == 20

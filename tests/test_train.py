@@ -12,6 +12,7 @@ import torch
 from hydra.core.global_hydra import GlobalHydra
 
 from conftest import TINY_TRAIN
+from mobilevitpose.coco_eval import STAT_NAMES
 from mobilevitpose.config import available, compose
 from mobilevitpose.evaluate import evaluate
 from mobilevitpose.module import keypoint_mse_loss
@@ -62,15 +63,15 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, synthetic_root):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", available("experiment"))
-def test_fast_dev_run_of_every_experiment(tmp_path, synthetic_root, coco_sample_root, experiment):
+def test_fast_dev_run_of_every_experiment(tmp_path, synthetic_root, request, experiment):
     # paper/table3 read real COCO (detections for validation): the coco_sample miniature.
     real = experiment in ("paper", "table3")
-    root = coco_sample_root if real else synthetic_root
+    root = request.getfixturevalue("coco_sample_root") if real else synthetic_root
     overrides = [f"experiment={experiment}", "debug=fast_dev_run", "trainer=cpu",
                  "model=mobilevitpose_xxs", "init=plain"]  # fmt: skip
     cfg = _cfg(tmp_path, root, *overrides)
     cfg.data.root = str(root)
-    train(cfg)
+    assert set(train(cfg)) == set(STAT_NAMES)
 
 
 @pytest.mark.slow

@@ -94,10 +94,7 @@ def _delta(ours: float, paper: float) -> float:
 def accuracy_of(row: PaperRow, runs: Sequence[Run]) -> dict | None:
     """The finished run of this row's model and input size with the best AP, as
     {"AP", "AR", "init", "run"} in percent; None when there is none."""
-    matching = [
-        r for r in runs
-        if r.model == row.model and (r.input_size is None or tuple(r.input_size) == row.input_size)
-    ]  # fmt: skip
+    matching = [r for r in runs if r.model == row.model and r.input_size == row.input_size]
     if not matching:
         return None
     best = max(matching, key=lambda r: r.metrics["AP"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ from mobilevitpose.image_io import read_image
 from mobilevitpose.keypoints import FLIP_INDICES
 from mobilevitpose.transforms import val_crop
 from mobilevitpose.visualize import draw_skeleton
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -210,21 +213,29 @@ def load_boxes(path: str | Path) -> Boxes:
             "file (a dict with 'images' and 'annotations')"
         )
     grouped: dict[int, tuple[list, list]] = {}
+    empty = 0
     for i, entry in enumerate(entries):
         if "image_id" not in entry or len(entry.get("bbox", ())) != 4:
             raise ValueError(f"box {i} in {path} needs an 'image_id' and a 4-value xywh 'bbox'")
+        if min(entry["bbox"][2:]) <= 0:  # no crop can be cut from it
+            empty += 1
+            continue
         boxes, scores = grouped.setdefault(int(entry["image_id"]), ([], []))
         boxes.append(bbox_xywh_to_xyxy(np.asarray(entry["bbox"], dtype=np.float32)))
         scores.append(float(entry.get("score", 1.0)))
+    if empty:
+        log.info("%s: skipped %d boxes of zero or negative size", path, empty)
     by_image = {key: (np.stack(b), np.asarray(s, np.float32)) for key, (b, s) in grouped.items()}
     return Boxes(by_image, ids_by_file, path)
 
 
 def image_ids(files: Sequence[Path], boxes: Boxes | None) -> list[int]:
-    """An id per image: from the annotation file's file names, from COCO file names, or the
-    file's position (1-based) when neither applies and no boxes need matching."""
+    """An id per image: from the annotation file's file names, from COCO file names, or, when
+    some name is not a number and no boxes need matching, each file's position (1-based)."""
+    if boxes is None and any(coco_image_id(path) is None for path in files):
+        return list(range(1, len(files) + 1))
     ids = []
-    for position, path in enumerate(files, start=1):
+    for path in files:
         if boxes is not None and boxes.ids_by_file:
             if path.name not in boxes.ids_by_file:
                 raise ValueError(
@@ -241,7 +252,7 @@ def image_ids(files: Sequence[Path], boxes: Boxes | None) -> list[int]:
                 )
             ids.append(image_id)
         else:
-            ids.append(coco_image_id(path) or position)
+            ids.append(coco_image_id(path))
     if len(set(ids)) != len(ids):
         raise ValueError("two input images map to the same image id; rename them")
     return ids
@@ -263,6 +274,8 @@ def read_images(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame]:
 
 
 def open_video(path: Path) -> tuple[cv2.VideoCapture, int, float]:
+    """The capture, its frame count as the container states it (a progress-bar estimate),
+    and its frame rate."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"cannot open video {path} (corrupt, or a codec OpenCV lacks)")
@@ -317,8 +330,6 @@ def predict(
     elif source.suffix.lower() in VIDEO_SUFFIXES:
         capture, total, fps = open_video(source)
         frames, kind = read_video(capture, source.stem), "frames"
-        if boxes is not None:
-            check_boxes_match(boxes, range(total), f"{total} video frames (ids 0-{total - 1})")
     else:
         raise ValueError(
             f"{source} is neither an image ({', '.join(IMAGE_SUFFIXES)}), a video "
@@ -358,12 +369,16 @@ def predict(
                     video = str(out_dir / f"{source.stem}.pose.mp4")
                     fourcc = cv2.VideoWriter_fourcc(*"mp4v")
                     writer = cv2.VideoWriter(video, fourcc, fps, (width, height))
+                    if not writer.isOpened():
+                        raise RuntimeError(f"OpenCV cannot write {video} (mp4v codec missing?)")
                 writer.write(drawn)
             else:
                 (out_dir / "vis").mkdir(exist_ok=True)
                 cv2.imwrite(str(out_dir / "vis" / frame.file_name), drawn)
     if writer is not None:
         writer.release()
+    if kind == "frames" and boxes is not None:  # a video's frame count is known only now
+        check_boxes_match(boxes, [entry["id"] for entry in index], f"{len(index)} video frames")
     write_results(results_path, results, overwrite=overwrite)
     (out_dir / "images.json").write_text(json.dumps(index, indent=1) + "\n")
     return results
@@ -397,7 +412,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args(argv)
-    out = args.out or args.input.with_name(f"{args.input.stem}_poses")
+    source = args.input.expanduser().resolve()
+    out = args.out or source.with_name(f"{source.stem}_poses")
     results = predict(
         args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
         device=args.device, flip_test=False if args.no_flip else None, bbox_score_thr=args.bbox_thr,

@@ -118,6 +118,7 @@ def runs_from_wandb(project: str, group: str | None = None) -> list[Run]:
                 val_ap={int(h["epoch"]): float(h["val/AP"]) for h in history},
                 train_loss={int(h["epoch"]): float(h["train/loss_epoch"]) for h in losses},
                 data=str(r.config.get("data", {}).get("root", "")),
+                input_size=tuple(r.config["model"]["input_size"]),
             )
         )
     if not runs:

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -100,7 +101,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 output_dir / "metrics.json",
                 metrics,
                 checkpoint=best,
-                epoch=trainer.current_epoch,
+                epoch=torch.load(best, map_location="cpu", weights_only=False)["epoch"]
+                if best
+                else trainer.current_epoch,
                 boxes=datamodule.box_source,
                 model=cfg.model.name,
                 init=cfg.init.name,
