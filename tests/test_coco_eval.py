@@ -107,11 +107,11 @@ def tiny_ann(tmp_path: Path) -> Path:
     return write_tiny_coco(tmp_path / "tiny_keypoints.json")
 
 
-@pytest.fixture(params=["tiny", "coco_sample"])
+@pytest.fixture(params=["tiny", "coco_sample", "synthetic"])
 def ann_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     if request.param == "tiny":
         return write_tiny_coco(tmp_path / "tiny_keypoints.json")
-    root = request.getfixturevalue("coco_sample_root")
+    root = request.getfixturevalue(f"{request.param}_root")
     return root / "annotations" / "person_keypoints_val2017.json"
 
 
