@@ -9,8 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mobilevitpose.config import hydra_main
-from mobilevitpose.runs import build_datamodule, load_checkpoint, write_metrics
-from mobilevitpose.train import format_metrics
+from mobilevitpose.runs import build_datamodule, format_metrics, load_checkpoint, write_metrics
 
 EVALUATION_KEYS = ("flip_test", "keypoint_score_thr", "nms_thr")
 

@@ -150,7 +150,8 @@ class PoseLitModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._predictions = []
-        self._setup_evaluator()
+        if self.trainer.is_global_zero:  # only rank 0 runs COCOeval; others skip loading the GT
+            self._setup_evaluator()
 
     def _setup_evaluator(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

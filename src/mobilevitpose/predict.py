@@ -409,6 +409,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bbox-thr", type=float, default=0.0, help="drop boxes scored lower")
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="hide keypoints scored lower")
     parser.add_argument("--nms-thr", type=float, default=0.9, help="OKS-NMS threshold per image")
+    parser.add_argument("--no-nms", action="store_true", help="keep every person box's result")
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args(argv)
@@ -417,8 +418,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = predict(
         args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
         device=args.device, flip_test=False if args.no_flip else None, bbox_score_thr=args.bbox_thr,
-        keypoint_draw_thr=args.kpt_thr, nms_thr=args.nms_thr, render=not args.no_render,
-        overwrite=args.overwrite,
+        keypoint_draw_thr=args.kpt_thr, nms_thr=None if args.no_nms else args.nms_thr,
+        render=not args.no_render, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"{len(results)} people -> {out / RESULTS_FILE}")
 

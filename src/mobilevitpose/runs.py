@@ -68,3 +68,11 @@ def write_metrics(path: Path, metrics: dict[str, float], **extra: Any) -> None:
     """metrics.json: the ten COCO stats as `val/<name>` plus what produced them."""
     payload = {**extra, **{f"val/{name}": value for name, value in metrics.items()}}
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """The COCO stats as a two-line table for the console."""
+    names = list(metrics)
+    head = " | ".join(f"{n:>6}" for n in names)
+    values = " | ".join(f"{metrics[n]:6.4f}" for n in names)
+    return f"{head}\n{values}"

@@ -14,7 +14,13 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.config import hydra_main
-from mobilevitpose.runs import build_datamodule, build_module, to_plain, write_metrics
+from mobilevitpose.runs import (
+    build_datamodule,
+    build_module,
+    format_metrics,
+    to_plain,
+    write_metrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +67,6 @@ def _pin_wandb_run(cfg: DictConfig) -> None:
             wandb_cfg.resume = "allow"
 
 
-def format_metrics(metrics: dict[str, float]) -> str:
-    names = list(metrics)
-    head = " | ".join(f"{n:>6}" for n in names)
-    values = " | ".join(f"{metrics[n]:6.4f}" for n in names)
-    return f"{head}\n{values}"
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then validate the best checkpoint; returns its ten COCO stats."""
     output_dir = Path(cfg.paths.output_dir)
@@ -109,8 +108,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 init=cfg.init.name,
                 experiment=cfg.experiment_name,
             )
-            log.info("final validation (%s):\n%s", best or "last weights",
-                     format_metrics(metrics))  # fmt: skip
             print(f"\nCOCO keypoint metrics of {best or 'the last weights'}:\n"
                   f"{format_metrics(metrics)}\n")  # fmt: skip
         failed = False
