@@ -52,7 +52,7 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[PoseLi
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {str(path)!r} (ckpt_path)")
+        raise FileNotFoundError(f"checkpoint not found: {str(path)!r}")
     checkpoint = torch.load(path, map_location=map_location, weights_only=False)
     if "hyper_parameters" not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(f"{str(path)!r} is not a mobilevitpose Lightning checkpoint")
