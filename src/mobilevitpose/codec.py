@@ -12,19 +12,22 @@ depend on these exact details:
   decoding takes a Newton step on the log of the blurred heatmap (DARK-UDP).
 
 Encoding works on one instance (K keypoints, input-crop pixels). Decoding takes (K, H, W) or a
-batch (N, K, H, W) and returns input-crop pixels; `geometry.input_to_image` maps those to the
-image. Scores are always the raw heatmap maxima, taken before any refinement.
+batch (N, K, H, W) and returns input-crop pixels; `decode_to_image` maps them on to the image.
+Scores are always the raw heatmap maxima, taken before any refinement. `flip_test` is the one
+flip-test implementation that validation and `mvp-predict` share.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 import cv2
 import numpy as np
 import torch
+
+from mobilevitpose.geometry import input_to_image
 
 CODEC_KINDS = ("msra", "udp")
 
@@ -316,6 +319,32 @@ class HeatmapCodec:
             per_pixel = self.scale_factor
         keypoints_input = np.where(found[..., None], keypoints_hm * per_pixel, -1.0)
         return keypoints_input.astype(np.float32), scores
+
+    def decode_to_image(
+        self, heatmaps: np.ndarray, center: np.ndarray, scale: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(N, K, H, W) heatmaps of unrotated crops with (N, 2) centres and scales in image px
+        -> keypoints (N, K, 2) in image px (float32) and scores (N, K)."""
+        keypoints_input, scores = self.decode(heatmaps)
+        keypoints_img = input_to_image(keypoints_input, center, scale, self.input_size)
+        return keypoints_img.astype(np.float32), scores
+
+
+def flip_test(
+    network: Callable[[HeatmapArray], HeatmapArray],
+    crops: HeatmapArray,
+    flip_indices: Sequence[int],
+    shift: bool,
+) -> HeatmapArray:
+    """Heatmaps of (N, 3, h, w) crops averaged with the flipped-back heatmaps of the mirrored
+    crops, as the reference's flip test does (before decoding; scores come from the mean).
+    Works on numpy arrays and torch tensors alike."""
+    if isinstance(crops, torch.Tensor):
+        mirrored = crops.flip(-1)
+    else:
+        mirrored = np.ascontiguousarray(crops[..., ::-1])
+    flipped_back = flip_heatmaps(network(mirrored), flip_indices, shift=shift)
+    return (network(crops) + flipped_back) * 0.5
 
 
 def flip_heatmaps(heatmaps: HeatmapArray, flip_indices: Sequence[int], shift: bool) -> HeatmapArray:

@@ -21,8 +21,7 @@ from mobilevitpose.coco_eval import (
     gather_predictions,
     write_results,
 )
-from mobilevitpose.codec import HeatmapCodec, flip_heatmaps
-from mobilevitpose.geometry import input_to_image
+from mobilevitpose.codec import HeatmapCodec, flip_test
 from mobilevitpose.keypoints import FLIP_INDICES
 
 CONFIG_KEY = "mvp_config"  # the run's resolved config, stored in every checkpoint
@@ -139,14 +138,14 @@ class PoseLitModule(L.LightningModule):
 
     # --- evaluation ---------------------------------------------------------------------------
     def predict_heatmaps(self, images: Tensor) -> Tensor:
-        """Heatmaps, averaged with the flipped-back heatmaps of the mirrored crop when
-        flip test is on (the reference averages before decoding; scores come from the mean)."""
-        heatmaps = self.model(images).float()
-        if self.flip_test:
-            flipped = self.model(images.flip(-1)).float()
-            flipped = flip_heatmaps(flipped, FLIP_INDICES, shift=self.codec.flip_shift)
-            heatmaps = (heatmaps + flipped) * 0.5
-        return heatmaps
+        """Heatmaps in fp32, flip-tested when `flip_test` is on."""
+
+        def network(crops: Tensor) -> Tensor:
+            return self.model(crops).float()
+
+        if not self.flip_test:
+            return network(images)
+        return flip_test(network, images, FLIP_INDICES, shift=self.codec.flip_shift)
 
     def on_validation_epoch_start(self) -> None:
         self._predictions = []
@@ -165,14 +164,14 @@ class PoseLitModule(L.LightningModule):
     def predict_keypoints(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
         """Per-instance predictions of a batch of crops, keypoints in image coordinates."""
         heatmaps = self.predict_heatmaps(batch["image"])
-        keypoints_input, keypoint_scores = self.codec.decode(heatmaps.cpu().numpy())
-        center = batch["center"].cpu().numpy()
         scale = batch["scale"].cpu().numpy()
-        keypoints_img = input_to_image(keypoints_input, center, scale, self.codec.input_size)
+        keypoints_img, keypoint_scores = self.codec.decode_to_image(
+            heatmaps.cpu().numpy(), batch["center"].cpu().numpy(), scale
+        )
         return {
             "image_ids": batch["image_id"].cpu().numpy(),
             "instance_ids": batch["instance_id"].cpu().numpy(),
-            "keypoints_img": keypoints_img.astype(np.float32),
+            "keypoints_img": keypoints_img,
             "keypoint_scores": keypoint_scores,
             "bbox_scores": batch["bbox_score"].cpu().numpy(),
             "areas": np.prod(scale, axis=1),

@@ -26,8 +26,8 @@ import torch
 from tqdm import tqdm
 
 from mobilevitpose.coco_eval import coco_results, write_results
-from mobilevitpose.codec import HeatmapCodec, flip_heatmaps
-from mobilevitpose.geometry import bbox_xywh_to_xyxy, input_to_image
+from mobilevitpose.codec import HeatmapCodec, flip_test
+from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.image_io import read_image
 from mobilevitpose.keypoints import FLIP_INDICES
 from mobilevitpose.transforms import val_crop
@@ -133,15 +133,10 @@ class PoseEstimator:
         return batch, np.stack(centers), np.stack(scales)
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
-        """Network heatmaps, averaged with the flipped-back heatmaps of the mirrored crops when
-        flip test is on (as validation does)."""
-        heatmaps = self.network(crops)
-        if self.flip_test:
-            mirrored = self.network(np.ascontiguousarray(crops[..., ::-1]))
-            heatmaps = 0.5 * (
-                heatmaps + flip_heatmaps(mirrored, FLIP_INDICES, self.codec.flip_shift)
-            )
-        return heatmaps
+        """Network heatmaps, flip-tested as validation does when `flip_test` is on."""
+        if not self.flip_test:
+            return self.network(crops)
+        return flip_test(self.network, crops, FLIP_INDICES, shift=self.codec.flip_shift)
 
     def __call__(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> dict[str, np.ndarray]:
         """Keypoints (N, K, 2) in image px, their scores (N, K), and the crops' areas (N,)
@@ -156,9 +151,8 @@ class PoseEstimator:
             [self.heatmaps(crops[i : i + self.batch_size])
              for i in range(0, len(crops), self.batch_size)]
         )  # fmt: skip
-        keypoints_input, scores = self.codec.decode(heatmaps)
-        keypoints_img = input_to_image(keypoints_input, centers, scales, self.input_size)
-        return {"keypoints_img": keypoints_img.astype(np.float32), "keypoint_scores": scores,
+        keypoints_img, scores = self.codec.decode_to_image(heatmaps, centers, scales)
+        return {"keypoints_img": keypoints_img, "keypoint_scores": scores,
                 "areas": np.prod(scales, axis=1)}  # fmt: skip
 
 
