@@ -71,3 +71,20 @@ def like_trained(model: nn.Module, seed: int = 0) -> nn.Module:
         if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
             module.reset_parameters()
     return model.eval()
+
+
+def fit_one_batch(module, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
+    """AdamW steps of `module` on one batch (BatchNorm in training mode); the losses."""
+    from mobilevitpose.module import keypoint_mse_loss
+
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    module.train()
+    losses = []
+    for _ in range(steps):
+        heatmaps = module(batch["image"])
+        loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

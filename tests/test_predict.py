@@ -12,11 +12,12 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
+from conftest import fit_one_batch
 from mobilevitpose.coco_eval import CocoKeypointEvaluator
 from mobilevitpose.config import compose
 from mobilevitpose.export import export_onnx
 from mobilevitpose.image_io import ImageReadError
-from mobilevitpose.module import CONFIG_KEY, keypoint_mse_loss
+from mobilevitpose.module import CONFIG_KEY
 from mobilevitpose.predict import RESULTS_FILE, main, predict
 from mobilevitpose.runs import build_datamodule, build_module
 from mobilevitpose.synthetic import generate
@@ -41,16 +42,7 @@ def checkpoint(tmp_path_factory, people_root) -> Path:
     module = build_module(cfg)
     datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std)
     datamodule.setup("validate")
-    batch = next(iter(datamodule.val_dataloader()))
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-    module.train()
-    for _ in range(OVERFIT_STEPS):
-        loss = keypoint_mse_loss(
-            module(batch["image"]), batch["heatmaps"], batch["keypoint_weights"]
-        )
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    fit_one_batch(module, next(iter(datamodule.val_dataloader())), steps=OVERFIT_STEPS)
     path = root / "last.ckpt"
     # What a Lightning checkpoint holds that runs.load_checkpoint rebuilds the module from.
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict(),

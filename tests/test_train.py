@@ -11,11 +11,10 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import TINY_TRAIN
+from conftest import TINY_TRAIN, fit_one_batch
 from mobilevitpose.coco_eval import STAT_NAMES
 from mobilevitpose.config import available, compose
 from mobilevitpose.evaluate import evaluate
-from mobilevitpose.module import keypoint_mse_loss
 from mobilevitpose.runs import build_datamodule, build_module, load_checkpoint
 from mobilevitpose.train import train
 
@@ -46,17 +45,7 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, synthetic_root):
     module = build_module(cfg)
     datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std)
     datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-    module.train()
-    losses = []
-    for _ in range(30):
-        heatmaps = module(batch["image"])
-        loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = fit_one_batch(module, next(iter(datamodule.train_dataloader())), steps=30)
     # A fresh head outputs ~0, so the first loss is the targets' energy; learning must beat it.
     assert losses[-1] < 0.75 * losses[0]
 

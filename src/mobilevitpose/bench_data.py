@@ -30,6 +30,7 @@ from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
 from mobilevitpose.geometry import apply_affine
 from mobilevitpose.image_io import choose_reduction, read_image, reduced_matrix
+from mobilevitpose.machine import cpu_model
 
 SHARED_DATA = Path(os.environ.get("MVP_SHARED_DATA", "../shared/data"))
 # The reference benchmark's setting: 256 x 256 input, 64 x 64 UDP heatmaps, sigma 2.
@@ -56,15 +57,6 @@ def _data_root(coco_mini: Path, synthetic_root: Path) -> tuple[Path, str]:
 
         ensure_dataset(synthetic_root)
     return synthetic_root, "synthetic"
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _order(n: int, total: int, rng: np.random.Generator | None) -> list[int]:
@@ -157,7 +149,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **timing,
         },
         "machine": {
-            "cpu": _cpu_model(),
+            "cpu": cpu_model(),
             "cores_visible": os.cpu_count(),
             "affinity": affinity,
             "cv2_threads": cv2.getNumThreads(),

@@ -34,6 +34,7 @@ import torch
 
 from mobilevitpose.config import build_model
 from mobilevitpose.export import INPUT_NAME, export_onnx, load_onnx, random_inputs
+from mobilevitpose.machine import cpu_model
 from mobilevitpose.pose_model import PoseModel
 
 DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
@@ -195,15 +196,6 @@ def bench_model(
     return rows
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def _cpu_features() -> list[str]:
     """The vector/matrix extensions that decide fp32 and bf16 CPU speed (oneDNN, MLAS)."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -225,7 +217,7 @@ def usable_cores() -> int:
 
 def machine_info(threads: int) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_features": _cpu_features(),
         "usable_cores": usable_cores(),
         "os_cpu_count": os.cpu_count(),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 
 from mobilevitpose.config import compose
+from mobilevitpose.machine import cpu_model
 from mobilevitpose.module import keypoint_mse_loss
 from mobilevitpose.runs import build_datamodule, build_module
 
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "machine": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "torch": torch.__version__,
         },
         "models": {},
