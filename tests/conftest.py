@@ -80,8 +80,9 @@ def fit_one_batch(module, batch: dict, steps: int, lr: float = 1e-3) -> list[flo
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
     module.train()
     losses = []
+    images = module.model.normalise(batch["image"])
     for _ in range(steps):
-        heatmaps = module(batch["image"])
+        heatmaps = module(images)
         loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
         optimizer.zero_grad()
         loss.backward()

@@ -19,6 +19,7 @@ from mobilevitpose.image_io import (
     read_image,
     reduced_matrix,
 )
+from mobilevitpose.pose_model import normalise_images
 from mobilevitpose.transforms import Crop, val_crop
 
 CODEC = HeatmapCodec(kind="udp", input_size=(192, 256), heatmap_size=(48, 64))
@@ -132,8 +133,7 @@ def _assert_reduced_matches_full(fast, slow, max_mad):
         # The geometry and the targets do not depend on how the image was decoded.
         for key in ("keypoints_input", "heatmaps", "keypoint_weights", "center", "scale"):
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
-        # mean 0 / std 1: x 255 gives grey levels back
-        grey = [(t["image"] * 255).round().permute(1, 2, 0).numpy() for t in (a, b)]
+        grey = [t["image"].permute(1, 2, 0).numpy().astype(np.float32) for t in (a, b)]
         assert _mad(*grey) < max_mad
 
 
@@ -159,8 +159,7 @@ def test_reduced_decode_crops_match_full_decode_coco_mini(coco_mini_root):
 
 def test_item_contents_and_collate(jpeg_path):
     instance = _instance(jpeg_path, [100, 50, 300, 400], instance_id=99)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    ds = TopDownDataset([instance] * 3, CODEC, train=True, mean=mean, std=std, seed=1)
+    ds = TopDownDataset([instance] * 3, CODEC, train=True, seed=1)
     item = ds[0]
     shapes = {k: tuple(v.shape) for k, v in item.items()}
     assert shapes == {
@@ -168,7 +167,7 @@ def test_item_contents_and_collate(jpeg_path):
         "keypoints_input": (17, 2), "center": (2,), "scale": (2,), "image_id": (),
         "instance_id": (), "bbox_score": (),
     }  # fmt: skip
-    assert item["image"].dtype == torch.float32 and item["instance_id"].item() == 99
+    assert item["image"].dtype == torch.uint8 and item["instance_id"].item() == 99
     assert item["image_id"].dtype == torch.int64
     assert item["bbox_score"].item() == pytest.approx(0.9)
     batch = next(iter(DataLoader(ds, batch_size=3)))
@@ -187,20 +186,22 @@ def test_photometric_augmentation_is_seeded_and_keeps_geometry(jpeg_path):
     first, again = coloured[0], coloured[0]
     torch.testing.assert_close(first["image"], again["image"])
     torch.testing.assert_close(first["keypoints_input"], plain["keypoints_input"])
-    assert (first["image"] - plain["image"]).abs().mean() > 1 / 255
+    assert (first["image"].float() - plain["image"].float()).abs().mean() > 1
 
 
-def test_normalisation_is_rgb_with_mean_and_std(tmp_path):
+def test_items_are_rgb_and_the_model_normalises_them(tmp_path):
     path = tmp_path / "red.png"
     bgr = np.zeros((100, 100, 3), np.uint8)
     bgr[..., 2] = 255  # pure red
     cv2.imwrite(str(path), bgr)
+    ds = TopDownDataset([_instance(path, [30, 30, 70, 70], (100, 100))], CODEC, train=False)
+    image = ds[0]["image"]
+    assert image[:, 128, 96].tolist() == [255, 0, 0]
     mean, std = (0.5, 0.25, 0.0), (0.5, 0.25, 2.0)
-    ds = TopDownDataset(
-        [_instance(path, [30, 30, 70, 70], (100, 100))], CODEC, train=False, mean=mean, std=std
-    )
-    centre = ds[0]["image"][:, 128, 96]
-    torch.testing.assert_close(centre, torch.tensor([1.0, -1.0, 0.0]))
+    normalised = normalise_images(image[None], mean, std)
+    torch.testing.assert_close(normalised[0, :, 128, 96], torch.tensor([1.0, -1.0, 0.0]))
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        normalise_images(normalised, mean, std)
 
 
 def test_val_item_is_deterministic_and_back_projects(jpeg_path):
@@ -279,5 +280,5 @@ def test_bench_data_writes_its_report(coco_sample_root, tmp_path):
     assert report["data"]["source"] == "coco_mini" and report["data"]["train_instances"] == 12
     assert report["train_dataset[i]"]["median"] > 0 and report["val_dataset[i]"]["median"] > 0
     assert set(report["train_stages"]["ms_per_sample"]) == {
-        "geometry", "decode", "warp", "target", "normalise"
+        "geometry", "decode", "warp", "target", "tensor"
     }  # fmt: skip

@@ -40,7 +40,7 @@ def checkpoint(tmp_path_factory, people_root) -> Path:
                             f"data.root={people_root}", "data.boxes=gt"])  # fmt: skip
     torch.manual_seed(0)
     module = build_module(cfg)
-    datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std)
+    datamodule = build_datamodule(cfg.data, module.codec)
     datamodule.setup("validate")
     fit_one_batch(module, next(iter(datamodule.val_dataloader())), steps=OVERFIT_STEPS)
     path = root / "last.ckpt"

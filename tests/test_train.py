@@ -43,11 +43,27 @@ def test_a_few_training_steps_lower_the_loss(tmp_path, synthetic_root):
     torch.manual_seed(0)
     cfg = _cfg(tmp_path, synthetic_root, "scheduler=null")
     module = build_module(cfg)
-    datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std)
+    datamodule = build_datamodule(cfg.data, module.codec)
     datamodule.setup("fit")
     losses = fit_one_batch(module, next(iter(datamodule.train_dataloader())), steps=30)
     # A fresh head outputs ~0, so the first loss is the targets' energy; learning must beat it.
     assert losses[-1] < 0.75 * losses[0]
+
+
+def test_channels_last_module_computes_the_same_heatmaps(tmp_path, synthetic_root):
+    cfg = _cfg(tmp_path, synthetic_root)
+    default = build_module(cfg).eval()
+    cfg.channels_last = True
+    nhwc = build_module(cfg).eval()
+    nhwc.load_state_dict(default.state_dict())
+    weight = "model.head.deconv.0.weight"
+    assert nhwc.get_parameter(weight).is_contiguous(memory_format=torch.channels_last)
+    assert not default.get_parameter(weight).is_contiguous(memory_format=torch.channels_last)
+    images = torch.randint(0, 256, (2, 3, *cfg.model.input_size[::-1]), dtype=torch.uint8)
+    with torch.no_grad():
+        expected = default(default.model.normalise(images))
+        actual = nhwc(nhwc.model.normalise(images))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -153,7 +169,7 @@ def test_two_process_ddp_validation_equals_single_process(tmp_path, synthetic_ro
     cfg = _cfg(tmp_path / "run", synthetic_root, "trainer.max_epochs=1",
                "trainer.check_val_every_n_epoch=1", "trainer.limit_train_batches=2")  # fmt: skip
     single = train(cfg)
-    datamodule = build_datamodule(cfg.data, build_module(cfg).codec, cfg.model.mean, cfg.model.std)
+    datamodule = build_datamodule(cfg.data, build_module(cfg).codec)
     datamodule.setup("validate")
     assert len(datamodule.val_dataset) % 2 == 1, "pick a val set that does not divide by 2"
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"

@@ -59,7 +59,7 @@ def _person(path: Path) -> Instance:
 
 def _spot_centre(image: np.ndarray) -> np.ndarray:
     """Intensity centroid of the spot in a (3, h, w) crop, around its brightest pixel."""
-    plane = image[0].numpy()
+    plane = image[0].numpy().astype(np.float64)
     y, x = np.unravel_index(plane.argmax(), plane.shape)
     y0, x0 = max(y - 6, 0), max(x - 6, 0)
     window = plane[y0 : y + 7, x0 : x + 7]

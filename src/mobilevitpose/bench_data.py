@@ -36,8 +36,6 @@ SHARED_DATA = Path(os.environ.get("MVP_SHARED_DATA", "../shared/data"))
 # The reference benchmark's setting: 256 x 256 input, 64 x 64 UDP heatmaps, sigma 2.
 INPUT_SIZE = (256, 256)
 HEATMAP_SIZE = (64, 64)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 REFERENCE_RUN = "udp/dataset[i]"
 
 
@@ -92,7 +90,7 @@ def time_dataset(
 
 def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str, Any]:
     """Mean ms per sample of each stage of `dataset[i]`, each timed on its own (no cache)."""
-    stages = ("geometry", "decode", "warp", "target", "normalise")
+    stages = ("geometry", "decode", "warp", "target", "tensor")
     totals = dict.fromkeys(stages, 0.0)
     reductions: dict[int, int] = {}
     size = dataset.input_size
@@ -111,7 +109,7 @@ def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str
         keypoints_input = apply_affine(crop.keypoint_matrix(size, dataset.udp), keypoints)
         dataset.codec.encode(keypoints_input, visible)
         ticks.append(time.perf_counter())
-        dataset.normalise(pixels)
+        dataset.to_tensor(pixels)
         ticks.append(time.perf_counter())
         for stage, start, end in zip(stages, ticks[:-1], ticks[1:], strict=True):
             totals[stage] += end - start
@@ -126,7 +124,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     affinity = _pin(args.core)
     root, source = _data_root(Path(args.coco_mini), Path(args.root))
     codec = HeatmapCodec(kind="udp", input_size=INPUT_SIZE, heatmap_size=HEATMAP_SIZE, sigma=2.0)
-    common = dict(codec=codec, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=args.seed)
+    common = dict(codec=codec, seed=args.seed)
     train_instances = load_gt_instances(*coco_paths(root, "train"))
     val_instances = load_gt_instances(*coco_paths(root, "val"))
     train = TopDownDataset(train_instances, train=True, recipe=args.recipe, **common)

@@ -93,7 +93,8 @@ def time_steps(
 
     def step() -> int:
         batch = next(batches)
-        images = batch["image"].to(device, non_blocking=True, memory_format=memory_format)
+        images = batch["image"].to(device, non_blocking=True)
+        images = model.normalise(images).contiguous(memory_format=memory_format)
         targets = batch["heatmaps"].to(device, non_blocking=True)
         weights = batch["keypoint_weights"].to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -126,7 +127,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
         f"data.pin_memory={device.type == 'cuda'}", "paths.output_dir=.",
     ])  # fmt: skip
     module = build_module(cfg)
-    datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std, cfg.seed)
+    datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()

@@ -82,10 +82,11 @@ def gaussian_heatmaps(
         profile = np.exp(-((grid - centre[:, axis, None]) ** 2) / (2.0 * sigma**2))
         if window:
             profile *= np.abs(grid - mu[:, axis, None]) <= radius
-        profiles.append(profile * (drawn & inside)[:, None])
-    # A 2-D isotropic Gaussian (and its square window) is the outer product of 1-D profiles.
+        profiles.append((profile * (drawn & inside)[:, None]).astype(np.float32))
+    # A 2-D isotropic Gaussian (and its square window) is the outer product of 1-D profiles,
+    # taken in float32: the (K, H, W) product is most of the encoding time.
     heatmaps = profiles[1][:, :, None] * profiles[0][:, None, :]
-    return heatmaps.astype(np.float32), weights
+    return heatmaps, weights
 
 
 def get_heatmap_maximum(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

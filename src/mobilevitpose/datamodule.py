@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,6 @@ class CocoDataModule(L.LightningDataModule):
         self,
         root: str,
         codec: HeatmapCodec,
-        mean: Sequence[float],
-        std: Sequence[float],
         boxes: str = "detections",
         bbox_file: str | None = None,
         bbox_score_thr: float = 0.0,
@@ -56,7 +53,6 @@ class CocoDataModule(L.LightningDataModule):
             raise ValueError(f"data.boxes={boxes!r}; allowed: {', '.join(BOX_SOURCES)}")
         self.root = Path(root).expanduser()
         self.codec = codec
-        self.mean, self.std = tuple(mean), tuple(std)
         self.boxes = boxes
         self.bbox_file = Path(bbox_file) if bbox_file else self.root / DETECTION_FILE
         self.bbox_score_thr = bbox_score_thr
@@ -91,8 +87,7 @@ class CocoDataModule(L.LightningDataModule):
             ensure_dataset(self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
-        common = dict(codec=self.codec, mean=self.mean, std=self.std,
-                      skip_bad_images=self.skip_bad_images, seed=self.seed)  # fmt: skip
+        common = dict(codec=self.codec, skip_bad_images=self.skip_bad_images, seed=self.seed)
         if stage in (None, "fit") and self.train_dataset is None:
             instances = load_gt_instances(*coco_paths(self.root, "train"))
             self.train_dataset = TopDownDataset(

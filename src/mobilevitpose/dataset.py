@@ -33,11 +33,11 @@ MAX_CONSECUTIVE_SKIPS = 64
 class TopDownDataset(Dataset):
     """Person crops for heatmap training and evaluation.
 
-    Each item is a dict of tensors: `image` (3, h_in, w_in) f32 RGB normalised with `mean` /
-    `std` (0-1 scale), `heatmaps` (K, H, W), `keypoint_weights` (K,), `keypoints_input` (K, 2)
-    in input-crop px, `center` / `scale` (2,) of the aspect-fixed padded box in image px (what
-    evaluation back-projects with; prod(scale) is the OKS-NMS area), `image_id`,
-    `instance_id` (int64) and `bbox_score` (f32).
+    Each item is a dict of tensors: `image` (3, h_in, w_in) uint8 RGB (the model normalises it
+    on the device: `PoseModel.normalise`), `heatmaps` (K, H, W), `keypoint_weights` (K,),
+    `keypoints_input` (K, 2) in input-crop px, `center` / `scale` (2,) of the aspect-fixed
+    padded box in image px (what evaluation back-projects with; prod(scale) is the OKS-NMS
+    area), `image_id`, `instance_id` (int64) and `bbox_score` (f32).
 
     Train items are random (`recipe`: a name in transforms.RECIPES or an AugmentRecipe;
     optional `photometric` colour/blur) from a generator seeded by (seed, epoch, index):
@@ -55,16 +55,12 @@ class TopDownDataset(Dataset):
         codec: HeatmapCodec,
         train: bool,
         recipe: str | AugmentRecipe = "paper",
-        mean: Sequence[float] = (0.0, 0.0, 0.0),
-        std: Sequence[float] = (1.0, 1.0, 1.0),
         photometric: bool = False,
         seed: int = 0,
         skip_bad_images: bool = False,
         reduced_decode: bool = True,
         cache_size: int | None = None,
     ) -> None:
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std need 3 values (RGB), std > 0; got {mean}, {std}")
         self.instances = list(instances)
         self.codec = codec
         self.train = train
@@ -77,10 +73,6 @@ class TopDownDataset(Dataset):
         self.reader = CropReader(cache_size=cache_size, reduced_decode=reduced_decode)
         self.input_size = codec.input_size
         self.udp = codec.kind == "udp"
-        # x -> (x / 255 - mean) / std as one multiply-add per channel.
-        std_arr = np.asarray(std, dtype=np.float32)
-        self._gain = (1.0 / (255.0 * std_arr)).reshape(3, 1, 1)
-        self._bias = (-np.asarray(mean, dtype=np.float32) / std_arr).reshape(3, 1, 1)
         self.epoch = 0
         self.num_skipped = 0
 
@@ -94,7 +86,7 @@ class TopDownDataset(Dataset):
         return np.random.default_rng((self.seed, self.epoch, index))
 
     def crop_geometry(
-        self, instance: Instance, rng: np.random.Generator
+        self, instance: Instance, rng: np.random.Generator | None
     ) -> tuple[Crop, np.ndarray, np.ndarray]:
         """The crop and the keypoints / visibility in its image frame (train: augmented)."""
         if not self.train:
@@ -110,19 +102,18 @@ class TopDownDataset(Dataset):
             rng,
         )
 
-    def normalise(self, crop_bgr: np.ndarray) -> torch.Tensor:
-        """BGR uint8 (h, w, 3) -> RGB f32 (3, h, w), normalised."""
-        out = np.empty((3, *crop_bgr.shape[:2]), dtype=np.float32)
-        # Contiguous planes make the conversion ~8x faster than a strided HWC -> CHW transpose.
+    @staticmethod
+    def to_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
+        """BGR uint8 (h, w, 3) -> RGB uint8 (3, h, w)."""
+        out = np.empty((3, *crop_bgr.shape[:2]), dtype=np.uint8)
+        # Whole planes copy several times faster than a strided HWC -> CHW transpose.
         for channel, plane in enumerate(reversed(cv2.split(crop_bgr))):
             out[channel] = plane
-        out *= self._gain
-        out += self._bias
         return torch.from_numpy(out)
 
     def load(self, index: int) -> dict[str, torch.Tensor]:
         instance = self.instances[index]
-        rng = self.rng(index)
+        rng = self.rng(index) if self.train else None  # validation draws nothing
         crop, keypoints, visible = self.crop_geometry(instance, rng)
         pixels = self.reader.crop(
             instance.image_path,
@@ -136,7 +127,7 @@ class TopDownDataset(Dataset):
         keypoints_input = apply_affine(crop.keypoint_matrix(self.input_size, self.udp), keypoints)
         heatmaps, weights = self.codec.encode(keypoints_input, visible)
         return {
-            "image": self.normalise(pixels),
+            "image": self.to_tensor(pixels),
             "heatmaps": torch.from_numpy(heatmaps),
             "keypoint_weights": torch.from_numpy(weights),
             "keypoints_input": torch.from_numpy(keypoints_input.astype(np.float32)),

@@ -31,8 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     module.results_dir = output_dir
-    datamodule = build_datamodule(data_cfg, module.codec, module.model.mean, module.model.std,
-                                  seed=saved.get("seed", 0))  # fmt: skip
+    datamodule = build_datamodule(data_cfg, module.codec, seed=saved.get("seed", 0))
     trainer: L.Trainer = instantiate(cfg.trainer)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = module.last_metrics

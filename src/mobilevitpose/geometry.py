@@ -8,6 +8,8 @@ Sizes are always (width, height).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 BBOX_PADDING = 1.25
@@ -52,21 +54,23 @@ def warp_matrix(
     first and last pixel centres instead: per-axis (size_in - 1) / scale and R(+rot), which is
     what makes UDP's flip test and heatmap decoding exactly aligned.
     """
+    # Plain floats: this runs twice per training sample, where numpy's per-call cost shows.
     cx, cy = (float(v) for v in center)
     sw, sh = (float(v) for v in scale)
     w_in, h_in = input_size
-    theta = np.deg2rad(rot_deg)
-    cos, sin = np.cos(theta), np.sin(theta)
+    theta = math.radians(rot_deg)
+    cos, sin = math.cos(theta), math.sin(theta)
     if udp:
         sx, sy = (w_in - 1) / sw, (h_in - 1) / sh
-        linear = np.array([[sx * cos, -sx * sin], [sy * sin, sy * cos]])
-        out_center = np.array([(w_in - 1) / 2.0, (h_in - 1) / 2.0])
+        a, b, c, d = sx * cos, -sx * sin, sy * sin, sy * cos
+        out_x, out_y = (w_in - 1) / 2.0, (h_in - 1) / 2.0
     else:
         s = w_in / sw
-        linear = s * np.array([[cos, sin], [-sin, cos]])
-        out_center = np.array([w_in / 2.0, h_in / 2.0])
-    translation = out_center - linear @ np.array([cx, cy])
-    return np.concatenate([linear, translation[:, None]], axis=1).astype(np.float64)
+        a, b, c, d = s * cos, s * sin, -s * sin, s * cos
+        out_x, out_y = w_in / 2.0, h_in / 2.0
+    return np.array(
+        [[a, b, out_x - a * cx - b * cy], [c, d, out_y - c * cx - d * cy]], dtype=np.float64
+    )
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -70,10 +70,16 @@ class PoseLitModule(L.LightningModule):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = instantiate(model)
+        # NHWC activations: oneDNN (CPU) and tensor cores (mixed precision) run convolutions
+        # faster in that layout. Weights convert here; inputs in `forward`.
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.codec: HeatmapCodec = instantiate(codec)
         evaluation = evaluation or {}
         self.flip_test = bool(evaluation.get("flip_test", True))
@@ -86,6 +92,8 @@ class PoseLitModule(L.LightningModule):
         self._predictions: list[dict[str, np.ndarray]] = []
 
     def forward(self, images: Tensor) -> Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -100,7 +108,8 @@ class PoseLitModule(L.LightningModule):
             datamodule.set_epoch(self.current_epoch)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        heatmaps = self.model(batch["image"])
+        # Batches hold uint8 crops: the float work of normalising them happens on the device.
+        heatmaps = self(self.model.normalise(batch["image"]))
         loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
         self._check_finite(loss, batch)
         batch_size = batch["image"].shape[0]
@@ -141,7 +150,7 @@ class PoseLitModule(L.LightningModule):
         """Heatmaps in fp32, flip-tested when `flip_test` is on."""
 
         def network(crops: Tensor) -> Tensor:
-            return self.model(crops).float()
+            return self(crops).float()
 
         if not self.flip_test:
             return network(images)
@@ -162,8 +171,8 @@ class PoseLitModule(L.LightningModule):
 
     @torch.no_grad()
     def predict_keypoints(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
-        """Per-instance predictions of a batch of crops, keypoints in image coordinates."""
-        heatmaps = self.predict_heatmaps(batch["image"])
+        """Per-instance predictions of a batch of (uint8) crops, keypoints in image coordinates."""
+        heatmaps = self.predict_heatmaps(self.model.normalise(batch["image"]))
         scale = batch["scale"].cpu().numpy()
         keypoints_img, keypoint_scores = self.codec.decode_to_image(
             heatmaps.cpu().numpy(), batch["center"].cpu().numpy(), scale

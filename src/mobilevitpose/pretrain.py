@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from mobilevitpose.coco import coco_paths, load_gt_instances
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
+from mobilevitpose.pose_model import normalise_images
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ def pretrain_backbone(
         codec=codec,
         train=True,
         recipe="paper",
-        mean=pretrained_cfg.mean,
-        std=pretrained_cfg.std,
         seed=seed,
     )
     model = timm.create_model(backbone, pretrained=False, num_classes=4)
@@ -61,6 +60,7 @@ def pretrain_backbone(
     for step in range(steps):
         indices = rng.integers(len(dataset), size=batch_size)
         images = torch.stack([dataset[int(i)]["image"] for i in indices])
+        images = normalise_images(images, pretrained_cfg.mean, pretrained_cfg.std)
         turns = torch.from_numpy(rng.integers(4, size=batch_size))
         images = torch.stack(
             [torch.rot90(im, int(k), dims=(1, 2)) for im, k in zip(images, turns, strict=True)]

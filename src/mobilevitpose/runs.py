@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,10 @@ def build_module(cfg: DictConfig) -> PoseLitModule:
     """The LightningModule of a composed train config; the whole resolved config rides along
     in its checkpoints (`CONFIG_KEY`) so that evaluation can reuse the data settings."""
     parts = ("model", "codec", "optimizer", "scheduler", "evaluation")
-    module = PoseLitModule(**{key: to_plain(cfg[key]) for key in parts})
+    module = PoseLitModule(
+        **{key: to_plain(cfg[key]) for key in parts},
+        channels_last=bool(cfg.get("channels_last", False)),
+    )
     module.run_config = to_plain(cfg)
     return module
 
@@ -35,14 +37,12 @@ def build_module(cfg: DictConfig) -> PoseLitModule:
 def build_datamodule(
     data_cfg: DictConfig,
     codec: HeatmapCodec,
-    mean: Sequence[float],
-    std: Sequence[float],
     seed: int = 0,
 ) -> L.LightningDataModule:
-    """The data config with the model's codec and normalisation. The codec goes in after
-    instantiation: Hydra would turn a dataclass argument into a config node."""
+    """The data config with the model's codec. The codec goes in after instantiation: Hydra
+    would turn a dataclass argument into a config node."""
     build = instantiate(data_cfg, _partial_=True, _convert_="all")
-    return build(codec=codec, mean=list(mean), std=list(std), seed=seed)
+    return build(codec=codec, seed=seed)
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> tuple[PoseLitModule, dict]:

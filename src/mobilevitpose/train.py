@@ -82,7 +82,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     module = build_module(cfg)
     module.results_dir = output_dir
-    datamodule = build_datamodule(cfg.data, module.codec, cfg.model.mean, cfg.model.std, cfg.seed)
+    datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(node) for node in cfg.callbacks.values()]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

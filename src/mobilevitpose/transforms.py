@@ -194,8 +194,8 @@ def random_box_transform(
         shift_unit, scale_unit, rotate_unit = unit[:2], unit[2], unit[3]
     else:
         shift_unit = rng.uniform(-1.0, 1.0, size=2)
-        scale_unit = np.clip(rng.standard_normal(), -1.0, 1.0)
-        rotate_unit = np.clip(rng.standard_normal(), -2.0, 2.0)
+        scale_unit = min(max(rng.standard_normal(), -1.0), 1.0)
+        rotate_unit = min(max(rng.standard_normal(), -2.0), 2.0)
     if rng.random() < recipe.shift_prob:
         center = center + shift_unit * recipe.shift_factor * scale
     scale = scale * (1.0 + scale_unit * recipe.scale_factor)
