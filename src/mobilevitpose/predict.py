@@ -27,9 +27,11 @@ from tqdm import tqdm
 
 from mobilevitpose.coco_eval import coco_results, write_results
 from mobilevitpose.codec import HeatmapCodec, flip_test
+from mobilevitpose.dataset import TopDownDataset
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.image_io import read_image
 from mobilevitpose.keypoints import FLIP_INDICES
+from mobilevitpose.pose_model import normalise_images
 from mobilevitpose.transforms import val_crop
 from mobilevitpose.visualize import draw_skeleton
 
@@ -61,8 +63,8 @@ class PoseEstimator:
         self.network = network
         self.codec = codec
         self.input_size = tuple(codec.input_size)
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
         self.flip_test = flip_test
         self.batch_size = batch_size
 
@@ -125,11 +127,11 @@ class PoseEstimator:
             crop = val_crop(np.asarray(box, dtype=np.float32), self.input_size)
             matrix = crop.image_matrix(self.input_size, udp)
             pixels = cv2.warpAffine(image_bgr, matrix, self.input_size, flags=cv2.INTER_LINEAR)
-            crops.append(pixels[:, :, ::-1].transpose(2, 0, 1))
+            crops.append(TopDownDataset.to_tensor(pixels))
             centers.append(crop.center)
             scales.append(crop.scale)
-        batch = np.stack(crops).astype(np.float32) / 255.0
-        batch = np.ascontiguousarray((batch - self.mean) / self.std, dtype=np.float32)
+        # The training batches' normalisation, so both see the same numbers.
+        batch = normalise_images(torch.stack(crops), self.mean, self.std).numpy()
         return batch, np.stack(centers), np.stack(scales)
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
