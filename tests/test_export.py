@@ -1,3 +1,4 @@
+import copy
 import json
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def test_metadata_round_trips_through_load_onnx(tiny_model, codec, exported):
     assert metadata["flip_indices"] == list(FLIP_INDICES)
     assert HeatmapCodec(**metadata["codec"]) == codec
     assert metadata["opset"] == 17
+
+
+def test_channels_last_model_exports_with_parity(tiny_model, codec, tmp_path):
+    # What a quickstart checkpoint holds (`channels_last: true`); export_onnx checks parity.
+    nhwc = copy.deepcopy(tiny_model).to(memory_format=torch.channels_last)
+    path = export_onnx(nhwc, tmp_path / "nhwc.onnx", codec=codec, flip_test=False)
+    _, metadata = load_onnx(path)
+    assert max(metadata["parity"]["max_abs_diff"].values()) <= 1e-4
+    assert metadata["flip_test"] is False
 
 
 def test_export_refuses_to_overwrite_unless_asked(tiny_model, tmp_path):

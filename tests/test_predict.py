@@ -109,6 +109,18 @@ def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_
     assert {r["image_id"] for r in whole} == {im["id"] for im in gt["images"]}  # COCO file names
 
 
+def test_onnx_predictor_defaults_to_the_runs_flip_test(checkpoint, tmp_path):
+    from mobilevitpose.predict import PoseEstimator
+    from mobilevitpose.runs import load_checkpoint
+
+    module, _ = load_checkpoint(checkpoint)
+    off = export_onnx(module.model, tmp_path / "off.onnx", codec=module.codec, flip_test=False)
+    unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec)
+    assert PoseEstimator.load(off).flip_test is False
+    assert PoseEstimator.load(off, flip_test=True).flip_test is True
+    assert PoseEstimator.load(unrecorded).flip_test is True
+
+
 def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file, people_root,
                                                           tmp_path):  # fmt: skip
     images = people_root / "val2017"

@@ -11,6 +11,7 @@ from mobilevitpose.dataset import TopDownDataset
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
 from mobilevitpose.transforms import (
     RECIPES,
+    AugmentRecipe,
     Crop,
     Photometric,
     flip_keypoints,
@@ -148,6 +149,11 @@ def test_recipes_and_unknown_name():
         get_recipe("fancy")
     with pytest.raises(ValueError, match="rotate_prob"):
         replace(paper, rotate_prob=1.5)
+    # A config's own recipe arrives as a dict of fields (the quickstart's does).
+    fields = {"style": "0.x", "shift_factor": 0.0, "shift_prob": 0.0, "scale_factor": 0.25,
+              "rotate_factor": 0.0, "rotate_prob": 0.0, "flip_prob": 0.0}  # fmt: skip
+    assert get_recipe(fields) == AugmentRecipe(**fields)
+    assert get_recipe(paper) is paper
 
 
 @pytest.mark.parametrize("name", ["paper", "mmpose1x"])

@@ -29,7 +29,7 @@ from mobilevitpose.coco import Instance, coco_paths, load_gt_instances
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
 from mobilevitpose.geometry import apply_affine
-from mobilevitpose.image_io import choose_reduction, read_image, reduced_matrix
+from mobilevitpose.image_io import choose_reduction, read_image, reduced_matrix, to_rgb_tensor
 from mobilevitpose.machine import cpu_model
 
 SHARED_DATA = Path(os.environ.get("MVP_SHARED_DATA", "../shared/data"))
@@ -109,7 +109,7 @@ def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str
         keypoints_input = apply_affine(crop.keypoint_matrix(size, dataset.udp), keypoints)
         dataset.codec.encode(keypoints_input, visible)
         ticks.append(time.perf_counter())
-        dataset.to_tensor(pixels)
+        to_rgb_tensor(pixels)
         ticks.append(time.perf_counter())
         for stage, start, end in zip(stages, ticks[:-1], ticks[1:], strict=True):
             totals[stage] += end - start

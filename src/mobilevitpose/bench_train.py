@@ -25,6 +25,7 @@ import torch
 from mobilevitpose.config import compose
 from mobilevitpose.machine import cpu_model
 from mobilevitpose.module import keypoint_mse_loss
+from mobilevitpose.pose_model import PoseModel
 from mobilevitpose.runs import build_datamodule, build_module
 
 DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
@@ -76,7 +77,7 @@ def _forever(loader: torch.utils.data.DataLoader) -> Iterator[dict[str, torch.Te
 
 
 def time_steps(
-    model: torch.nn.Module,
+    model: PoseModel,
     batches: Iterator[dict[str, torch.Tensor]],
     device: torch.device,
     steps: int,

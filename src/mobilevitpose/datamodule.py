@@ -17,7 +17,7 @@ from mobilevitpose.coco import (
 )
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
-from mobilevitpose.transforms import AugmentRecipe
+from mobilevitpose.transforms import get_recipe
 
 BOX_SOURCES = ("detections", "gt")
 
@@ -57,7 +57,7 @@ class CocoDataModule(L.LightningDataModule):
         self.bbox_file = Path(bbox_file) if bbox_file else self.root / DETECTION_FILE
         self.bbox_score_thr = bbox_score_thr
         # A recipe name, or the fields of an AugmentRecipe for a recipe of one's own.
-        self.recipe = recipe if isinstance(recipe, str) else AugmentRecipe(**recipe)
+        self.recipe = get_recipe(recipe)
         self.photometric = photometric
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size

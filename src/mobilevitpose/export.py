@@ -34,7 +34,7 @@ from hydra.utils import instantiate
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.config import build_model, compose
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
-from mobilevitpose.pose_model import PoseModel
+from mobilevitpose.pose_model import PoseModel, normalise_images
 from mobilevitpose.runs import load_checkpoint
 
 INPUT_NAME = "input"
@@ -56,8 +56,11 @@ REQUIRED_METADATA = (
 )
 
 
-def export_metadata(model: PoseModel, codec: HeatmapCodec | None = None) -> dict[str, Any]:
-    """What a predictor needs besides the graph, as plain JSON-able values."""
+def export_metadata(
+    model: PoseModel, codec: HeatmapCodec | None = None, flip_test: bool | None = None
+) -> dict[str, Any]:
+    """What a predictor needs besides the graph, as plain JSON-able values (`flip_test`: the
+    training run's evaluation setting, the predictor's default)."""
     metadata: dict[str, Any] = {
         "model_name": model.name,
         "input_size": list(model.input_size),
@@ -75,6 +78,8 @@ def export_metadata(model: PoseModel, codec: HeatmapCodec | None = None) -> dict
             )
         # All fields, so that `HeatmapCodec(**metadata["codec"])` rebuilds the decoder.
         metadata["codec"] = dataclasses.asdict(codec)
+    if flip_test is not None:
+        metadata["flip_test"] = bool(flip_test)
     return metadata
 
 
@@ -97,10 +102,8 @@ def random_inputs(model: PoseModel, batch_size: int, seed: int = 0) -> torch.Ten
     """Uniform-random RGB crops normalised as the network expects: (B, 3, h, w) float32."""
     width, height = model.input_size
     generator = torch.Generator().manual_seed(seed)
-    pixels = torch.rand(batch_size, 3, height, width, generator=generator)
-    mean = torch.tensor(model.mean).view(1, 3, 1, 1)
-    std = torch.tensor(model.std).view(1, 3, 1, 1)
-    return (pixels - mean) / std
+    pixels = torch.randint(0, 256, (batch_size, 3, height, width), generator=generator)
+    return normalise_images(pixels.to(torch.uint8), model.mean, model.std)
 
 
 def parity(
@@ -165,6 +168,7 @@ def export_onnx(
     opset: int = MIN_OPSET,
     codec: HeatmapCodec | None = None,
     *,
+    flip_test: bool | None = None,
     overwrite: bool = False,
     atol: float = PARITY_ATOL,
 ) -> Path:
@@ -181,7 +185,7 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ValueError(f"export path must end in .onnx; got {str(path)!r}")
     model = copy.deepcopy(model).float().cpu().eval()
-    metadata = export_metadata(model, codec)
+    metadata = export_metadata(model, codec, flip_test)
 
     proto = _trace_to_onnx(model, opset)
     _set_metadata(proto, metadata)
@@ -238,15 +242,15 @@ def load_onnx(
     return session, metadata
 
 
-def _model_from_config(name: str, overrides: Sequence[str]) -> tuple[PoseModel, HeatmapCodec]:
+def _model_from_config(name: str, overrides: Sequence[str]) -> tuple[PoseModel, HeatmapCodec, bool]:
     model = build_model(name, overrides)
-    codec = instantiate(compose("train", [f"model={name}", *overrides]).codec)
-    return model, codec
+    cfg = compose("train", [f"model={name}", *overrides])
+    return model, instantiate(cfg.codec), bool(cfg.evaluation.flip_test)
 
 
-def _model_from_checkpoint(path: Path) -> tuple[PoseModel, HeatmapCodec]:
+def _model_from_checkpoint(path: Path) -> tuple[PoseModel, HeatmapCodec, bool]:
     module, _ = load_checkpoint(path)
-    return module.model, module.codec
+    return module.model, module.codec, module.flip_test
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -279,12 +283,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`mvp-export CKPT --out model.onnx [--opset 17] [--overwrite]` or `--model NAME`."""
     args = _parse_args(argv)
     if args.model is not None:
-        model, codec = _model_from_config(args.model, args.overrides)
+        model, codec, flip_test = _model_from_config(args.model, args.overrides)
         source = f"config {args.model} (random weights)"
     else:
-        model, codec = _model_from_checkpoint(args.checkpoint)
+        model, codec, flip_test = _model_from_checkpoint(args.checkpoint)
         source = f"checkpoint {args.checkpoint}"
-    path = export_onnx(model, args.out, args.opset, codec, overwrite=args.overwrite)
+    path = export_onnx(
+        model, args.out, args.opset, codec, flip_test=flip_test, overwrite=args.overwrite
+    )
     _, metadata = load_onnx(path)
     checked = metadata["parity"]
     width, height = model.input_size

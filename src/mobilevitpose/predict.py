@@ -27,9 +27,8 @@ from tqdm import tqdm
 
 from mobilevitpose.coco_eval import coco_results, write_results
 from mobilevitpose.codec import HeatmapCodec, flip_test
-from mobilevitpose.dataset import TopDownDataset
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
-from mobilevitpose.image_io import read_image
+from mobilevitpose.image_io import read_image, to_rgb_tensor
 from mobilevitpose.keypoints import FLIP_INDICES
 from mobilevitpose.pose_model import normalise_images
 from mobilevitpose.transforms import val_crop
@@ -85,7 +84,7 @@ class PoseEstimator:
         return cls(network, module.codec, model.mean, model.std, flip_test=flip)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, flip_test: bool = True) -> PoseEstimator:
+    def from_onnx(cls, path: str | Path, flip_test: bool | None = None) -> PoseEstimator:
         from mobilevitpose.export import INPUT_NAME, OUTPUT_NAME, load_onnx
 
         session, metadata = load_onnx(path)
@@ -98,7 +97,10 @@ class PoseEstimator:
             return session.run([OUTPUT_NAME], {INPUT_NAME: crops})[0]
 
         codec = HeatmapCodec(**metadata["codec"])
-        return cls(network, codec, metadata["mean"], metadata["std"], flip_test=flip_test)
+        # The training run's setting, as from_checkpoint uses it (files exported before the
+        # setting was recorded: on).
+        flip = metadata.get("flip_test", True) if flip_test is None else flip_test
+        return cls(network, codec, metadata["mean"], metadata["std"], flip_test=flip)
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "cpu",
@@ -114,7 +116,7 @@ class PoseEstimator:
         if backend == "onnx":
             if path.suffix != ".onnx":
                 raise ValueError(f"backend=onnx needs an exported .onnx file; got {path}")
-            return cls.from_onnx(path, flip_test=True if flip_test is None else flip_test)
+            return cls.from_onnx(path, flip_test=flip_test)
         if path.suffix == ".onnx":
             raise ValueError(f"{path} is an ONNX file; use backend=onnx (or auto)")
         return cls.from_checkpoint(path, device, flip_test)
@@ -127,7 +129,7 @@ class PoseEstimator:
             crop = val_crop(np.asarray(box, dtype=np.float32), self.input_size)
             matrix = crop.image_matrix(self.input_size, udp)
             pixels = cv2.warpAffine(image_bgr, matrix, self.input_size, flags=cv2.INTER_LINEAR)
-            crops.append(TopDownDataset.to_tensor(pixels))
+            crops.append(to_rgb_tensor(pixels))
             centers.append(crop.center)
             scales.append(crop.scale)
         # The training batches' normalisation, so both see the same numbers.

@@ -18,8 +18,9 @@ Two recipes:
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import albumentations as A
 import numpy as np
@@ -82,10 +83,15 @@ RECIPES: dict[str, AugmentRecipe] = {
 }
 
 
-def get_recipe(name: str) -> AugmentRecipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown augmentation recipe {name!r}; allowed: {', '.join(RECIPES)}")
-    return RECIPES[name]
+def get_recipe(recipe: str | Mapping[str, Any] | AugmentRecipe) -> AugmentRecipe:
+    """A recipe by name (RECIPES), from its fields (a config dict), or as given."""
+    if isinstance(recipe, AugmentRecipe):
+        return recipe
+    if isinstance(recipe, Mapping):
+        return AugmentRecipe(**recipe)
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown augmentation recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
+    return RECIPES[recipe]
 
 
 @dataclass(frozen=True, eq=False)
