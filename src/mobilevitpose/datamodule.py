@@ -17,9 +17,13 @@ from mobilevitpose.coco import (
 )
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.dataset import TopDownDataset
+from mobilevitpose.sampler import ImageGroupedSampler
 from mobilevitpose.transforms import get_recipe
 
 BOX_SOURCES = ("detections", "gt")
+# Decoded images each train worker keeps when persons come grouped by image: the current image,
+# plus sharper/coarser decodes of it that its persons' crops asked for.
+GROUPED_CACHE_SIZE = 4
 
 
 class CocoDataModule(L.LightningDataModule):
@@ -28,6 +32,8 @@ class CocoDataModule(L.LightningDataModule):
     Validation uses either ground-truth boxes or a person-detection file (`boxes`), as the
     published protocol does. `synthetic` holds generator settings: when given and `root` has
     no dataset yet, one is generated there first (then read like any COCO).
+    `group_by_image` shuffles training images rather than persons and serves each image's
+    persons in a row, so a worker decodes each image once (sampler.ImageGroupedSampler).
     """
 
     def __init__(
@@ -45,6 +51,7 @@ class CocoDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         skip_bad_images: bool = False,
+        group_by_image: bool = False,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
@@ -65,12 +72,14 @@ class CocoDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.skip_bad_images = skip_bad_images
+        self.group_by_image = group_by_image
         self.synthetic = dict(synthetic) if synthetic else None
         self.seed = seed
         # Shuffling is seeded per epoch (set_epoch), so a resumed run sees the same order.
         self._shuffle = torch.Generator().manual_seed(seed)
         self.train_dataset: TopDownDataset | None = None
         self.val_dataset: TopDownDataset | None = None
+        self.train_sampler: ImageGroupedSampler | None = None
 
     @property
     def val_ann_file(self) -> Path:
@@ -91,8 +100,17 @@ class CocoDataModule(L.LightningDataModule):
         if stage in (None, "fit") and self.train_dataset is None:
             instances = load_gt_instances(*coco_paths(self.root, "train"))
             self.train_dataset = TopDownDataset(
-                instances, train=True, recipe=self.recipe, photometric=self.photometric, **common
+                instances,
+                train=True,
+                recipe=self.recipe,
+                photometric=self.photometric,
+                cache_size=GROUPED_CACHE_SIZE if self.group_by_image else 0,
+                **common,
             )
+            if self.group_by_image:
+                self.train_sampler = ImageGroupedSampler(
+                    [instance.image_id for instance in instances], seed=self.seed
+                )
         if self.val_dataset is None:
             ann_file, image_dir = coco_paths(self.root, "val")
             if self.boxes == "gt":
@@ -107,6 +125,8 @@ class CocoDataModule(L.LightningDataModule):
         self._shuffle.manual_seed(self.seed * 1_000_003 + epoch)
         if self.train_dataset is not None:
             self.train_dataset.set_epoch(epoch)
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
 
     def train_dataloader(self) -> DataLoader:
         # Train workers are not persistent: each epoch's workers must pick up the dataset's
@@ -114,8 +134,9 @@ class CocoDataModule(L.LightningDataModule):
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
-            shuffle=True,
-            generator=self._shuffle,
+            shuffle=self.train_sampler is None,
+            sampler=self.train_sampler,
+            generator=None if self.train_sampler else self._shuffle,
             drop_last=True,  # a batch of 1 breaks BatchNorm
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -102,6 +102,10 @@ class CropReader:
         self.cache_size = cache_size
         self.reduced_decode = reduced_decode
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self.num_decodes = 0
+
+    def clear(self) -> None:
+        self._cache.clear()
 
     def _cached(self, path: str, reduction: int) -> tuple[np.ndarray, int] | None:
         # Any cached decode at least as sharp as needed will do.
@@ -120,6 +124,7 @@ class CropReader:
         if hit is not None:
             return hit
         image = read_image(path, reduction)
+        self.num_decodes += 1
         height, width = image.shape[:2]
         # Flips and boxes use the annotated size; a different file size would misplace them.
         # (libjpeg rounds reduced sizes up, other formats round down.)
