@@ -30,7 +30,7 @@ from mobilevitpose.codec import HeatmapCodec, flip_test
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.image_io import read_image, to_rgb_tensor
 from mobilevitpose.keypoints import FLIP_INDICES
-from mobilevitpose.pose_model import normalise_images
+from mobilevitpose.pose_model import pixel_affine
 from mobilevitpose.transforms import val_crop
 from mobilevitpose.visualize import draw_skeleton
 
@@ -44,26 +44,24 @@ RESULTS_FILE = "results.keypoints.json"
 
 class PoseEstimator:
     """A trained pose network and what turns person boxes into keypoints in image pixels: the
-    crop (the evaluation crop: padded, aspect-fixed box), normalisation, flip test, decoding.
+    crop (the evaluation crop: padded, aspect-fixed box), flip test, decoding.
 
-    `network` maps normalised crops (B, 3, h, w) float32 to heatmaps (B, K, h/4, w/4) float32;
-    `from_checkpoint` and `from_onnx` build one from a mvp-train checkpoint or a mvp-export file.
+    `network` maps uint8 RGB crops (B, 3, h, w), as the data pipeline delivers them, to heatmaps
+    (B, K, h/4, w/4) float32, normalising them where it runs (on the model's device for a
+    checkpoint); `from_checkpoint` and `from_onnx` build one from a mvp-train checkpoint or a
+    mvp-export file.
     """
 
     def __init__(
         self,
         network: Callable[[np.ndarray], np.ndarray],
         codec: HeatmapCodec,
-        mean: Sequence[float],
-        std: Sequence[float],
         flip_test: bool = True,
         batch_size: int = 32,
     ) -> None:
         self.network = network
         self.codec = codec
         self.input_size = tuple(codec.input_size)
-        self.mean = tuple(float(v) for v in mean)
-        self.std = tuple(float(v) for v in std)
         self.flip_test = flip_test
         self.batch_size = batch_size
 
@@ -78,10 +76,11 @@ class PoseEstimator:
 
         @torch.inference_mode()
         def network(crops: np.ndarray) -> np.ndarray:
-            return model(torch.from_numpy(crops).to(device)).float().cpu().numpy()
+            images = model.normalise(torch.from_numpy(crops).to(device))
+            return model(images).float().cpu().numpy()
 
         flip = module.flip_test if flip_test is None else flip_test
-        return cls(network, module.codec, model.mean, model.std, flip_test=flip)
+        return cls(network, module.codec, flip_test=flip)
 
     @classmethod
     def from_onnx(cls, path: str | Path, flip_test: bool | None = None) -> PoseEstimator:
@@ -93,14 +92,18 @@ class PoseEstimator:
                 f"{path} carries no codec metadata; export it from a checkpoint with mvp-export"
             )
 
+        # The graph takes normalised float crops (what a device runtime feeds it); the same
+        # multiply-add as training's normalisation, in numpy for ONNX Runtime.
+        gain, bias = (t.numpy() for t in pixel_affine(metadata["mean"], metadata["std"]))
+
         def network(crops: np.ndarray) -> np.ndarray:
-            return session.run([OUTPUT_NAME], {INPUT_NAME: crops})[0]
+            return session.run([OUTPUT_NAME], {INPUT_NAME: crops * gain + bias})[0]
 
         codec = HeatmapCodec(**metadata["codec"])
         # The training run's setting, as from_checkpoint uses it (files exported before the
         # setting was recorded: on).
         flip = metadata.get("flip_test", True) if flip_test is None else flip_test
-        return cls(network, codec, metadata["mean"], metadata["std"], flip_test=flip)
+        return cls(network, codec, flip_test=flip)
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "cpu",
@@ -122,19 +125,17 @@ class PoseEstimator:
         return cls.from_checkpoint(path, device, flip_test)
 
     def crops(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Normalised RGB crops (N, 3, h, w) and their centres and scales (N, 2) in image px."""
+        """uint8 RGB crops (N, 3, h, w) and their centres and scales (N, 2) in image px."""
         udp = self.codec.kind == "udp"
         crops, centers, scales = [], [], []
         for box in boxes_xyxy:
             crop = val_crop(np.asarray(box, dtype=np.float32), self.input_size)
             matrix = crop.image_matrix(self.input_size, udp)
             pixels = cv2.warpAffine(image_bgr, matrix, self.input_size, flags=cv2.INTER_LINEAR)
-            crops.append(to_rgb_tensor(pixels))
+            crops.append(to_rgb_tensor(pixels).numpy())
             centers.append(crop.center)
             scales.append(crop.scale)
-        # The training batches' normalisation, so both see the same numbers.
-        batch = normalise_images(torch.stack(crops), self.mean, self.std).numpy()
-        return batch, np.stack(centers), np.stack(scales)
+        return np.stack(crops), np.stack(centers), np.stack(scales)
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """Network heatmaps, flip-tested as validation does when `flip_test` is on."""
