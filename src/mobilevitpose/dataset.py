@@ -25,7 +25,8 @@ from mobilevitpose.transforms import (
 )
 
 # Validation walks the persons of an image in a row (about 20 detections per val2017 image); a
-# shuffled training order almost never revisits an image, so training caches nothing.
+# per-person shuffled training order almost never revisits an image, so training caches nothing
+# unless its persons come grouped by image (datamodule's group_by_image).
 VAL_CACHE_SIZE = 8
 # A run of unreadable files this long means a broken dataset, not a few bad images.
 MAX_CONSECUTIVE_SKIPS = 64
