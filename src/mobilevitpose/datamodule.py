@@ -136,7 +136,7 @@ class CocoDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=self.train_sampler is None,
             sampler=self.train_sampler,
-            generator=None if self.train_sampler else self._shuffle,
+            generator=self._shuffle,
             drop_last=True,  # a batch of 1 breaks BatchNorm
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,

@@ -93,7 +93,7 @@ class CropReader:
 
     `cache_size` decoded images (keyed by path and reduction) are kept per process: each
     DataLoader worker holds its own small cache. `reduced_decode=False` always decodes at full
-    size (the straightforward pipeline).
+    size (the straightforward pipeline). `num_decodes` counts the files actually decoded.
     """
 
     def __init__(self, cache_size: int = 8, reduced_decode: bool = True) -> None:

@@ -30,7 +30,7 @@ from mobilevitpose.codec import HeatmapCodec, flip_test
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.image_io import read_image, to_rgb_tensor
 from mobilevitpose.keypoints import FLIP_INDICES
-from mobilevitpose.pose_model import pixel_affine
+from mobilevitpose.pose_model import normalise_images
 from mobilevitpose.transforms import val_crop
 from mobilevitpose.visualize import draw_skeleton
 
@@ -92,12 +92,12 @@ class PoseEstimator:
                 f"{path} carries no codec metadata; export it from a checkpoint with mvp-export"
             )
 
-        # The graph takes normalised float crops (what a device runtime feeds it); the same
-        # multiply-add as training's normalisation, in numpy for ONNX Runtime.
-        gain, bias = (t.numpy() for t in pixel_affine(metadata["mean"], metadata["std"]))
+        mean, std = metadata["mean"], metadata["std"]
 
         def network(crops: np.ndarray) -> np.ndarray:
-            return session.run([OUTPUT_NAME], {INPUT_NAME: crops * gain + bias})[0]
+            # The graph takes normalised float crops, as a device runtime feeds it.
+            images = normalise_images(torch.from_numpy(crops), mean, std).numpy()
+            return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
         codec = HeatmapCodec(**metadata["codec"])
         # The training run's setting, as from_checkpoint uses it (files exported before the
