@@ -82,7 +82,7 @@ def fit_one_batch(module, batch: dict, steps: int, lr: float = 1e-3) -> list[flo
     losses = []
     images = module.model.normalise(batch["image"])
     for _ in range(steps):
-        heatmaps = module(images)
+        heatmaps = module.training_heatmaps(images)
         loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
         optimizer.zero_grad()
         loss.backward()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import TINY_TRAIN, fit_one_batch
+from conftest import TINY_TRAIN, fit_one_batch, like_trained
 from mobilevitpose.coco_eval import STAT_NAMES
 from mobilevitpose.config import available, compose
 from mobilevitpose.evaluate import evaluate
@@ -39,9 +39,10 @@ def _cfg(tmp_path: Path, root: Path, *overrides: str, name: str = "train"):
     )
 
 
-def test_a_few_training_steps_lower_the_loss(tmp_path, synthetic_root):
+@pytest.mark.parametrize("bf16_head", [False, True])
+def test_a_few_training_steps_lower_the_loss(tmp_path, synthetic_root, bf16_head):
     torch.manual_seed(0)
-    cfg = _cfg(tmp_path, synthetic_root, "scheduler=null")
+    cfg = _cfg(tmp_path, synthetic_root, "scheduler=null", f"bf16_head={bf16_head}")
     module = build_module(cfg)
     datamodule = build_datamodule(cfg.data, module.codec)
     datamodule.setup("fit")
@@ -64,6 +65,43 @@ def test_channels_last_module_computes_the_same_heatmaps(tmp_path, synthetic_roo
         expected = default(default.model.normalise(images))
         actual = nhwc(nhwc.model.normalise(images))
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-6)
+
+
+def _bf16_module(tmp_path, root, setting):
+    cfg = _cfg(tmp_path, root, f"bf16_head={setting}")
+    module = build_module(cfg)
+    like_trained(module.model)
+    images = torch.randint(0, 256, (2, 3, *cfg.model.input_size[::-1]), dtype=torch.uint8)
+    return module, module.model.normalise(images)
+
+
+def test_bf16_head_runs_only_the_head_in_bf16_and_agrees_with_fp32(tmp_path, synthetic_root):
+    module, images = _bf16_module(tmp_path, synthetic_root, "true")
+    with torch.no_grad():
+        reference = module(images)
+        heatmaps = module.training_heatmaps(images)
+        features = module.model.backbone(images)
+    assert (reference.dtype, heatmaps.dtype, features.dtype) == (
+        torch.float32, torch.bfloat16, torch.float32
+    )  # fmt: skip
+    # bf16 keeps 8 significant bits: agreement to a few parts in a hundred of the peak.
+    error = (heatmaps.float() - reference).abs().max()
+    assert 0 < error <= 0.03 * reference.abs().max()
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_bf16_head_auto_follows_the_cpu(tmp_path, synthetic_root, monkeypatch, native_bf16):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
+    module, images = _bf16_module(tmp_path, synthetic_root, "auto")
+    with torch.no_grad():
+        heatmaps = module.training_heatmaps(images)
+    assert heatmaps.dtype == (torch.bfloat16 if native_bf16 else torch.float32)
+
+
+def test_bf16_head_rejects_an_unknown_setting(tmp_path, synthetic_root):
+    for setting in ("yes", "1"):
+        with pytest.raises(ValueError, match=f"bf16_head: .?{setting}.? is not allowed; use true"):
+            build_module(_cfg(tmp_path, synthetic_root, f"bf16_head={setting}"))
 
 
 @pytest.mark.slow

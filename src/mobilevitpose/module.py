@@ -71,6 +71,7 @@ class PoseLitModule(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         evaluation: dict[str, Any] | None = None,
         channels_last: bool = False,
+        bf16_head: bool | str = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,6 +81,9 @@ class PoseLitModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if not (isinstance(bf16_head, bool) or bf16_head == "auto"):
+            raise ValueError(f"bf16_head: {bf16_head!r} is not allowed; use true, false or auto")
+        self.bf16_head = bf16_head
         self.codec: HeatmapCodec = instantiate(codec)
         evaluation = evaluation or {}
         self.flip_test = bool(evaluation.get("flip_test", True))
@@ -91,10 +95,29 @@ class PoseLitModule(L.LightningModule):
         self.run_config: dict[str, Any] = {}  # the whole run's config, saved in checkpoints
         self._predictions: list[dict[str, np.ndarray]] = []
 
-    def forward(self, images: Tensor) -> Tensor:
+    def forward(self, images: Tensor, head_in_bf16: bool = False) -> Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
+        if not head_in_bf16:
+            return self.model(images)
+        features = self.model.backbone(images)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+            return self.model.head(features)
+
+    def training_heatmaps(self, images: Tensor) -> Tensor:
+        """Heatmaps for the loss, the head in bf16 where `bf16_head` says so.
+
+        Only the head: the deconv head holds most of the multiply-adds (81% of XXS's), and on
+        CPU the MobileViT blocks run slower in bf16 than in fp32. Evaluation stays fp32.
+        """
+        return self(images, head_in_bf16=self._head_in_bf16())
+
+    def _head_in_bf16(self) -> bool:
+        if self.bf16_head == "auto":
+            # A CPU without native bf16 (AVX512-BF16, AMX) emulates it, slower than fp32. On
+            # GPU, trainer.precision=bf16-mixed is the switch, for the whole model.
+            return self.device.type == "cpu" and torch.cpu._is_avx512_bf16_supported()
+        return self.bf16_head
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[CONFIG_KEY] = self.run_config
@@ -109,7 +132,7 @@ class PoseLitModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         # Batches hold uint8 crops: the float work of normalising them happens on the device.
-        heatmaps = self(self.model.normalise(batch["image"]))
+        heatmaps = self.training_heatmaps(self.model.normalise(batch["image"]))
         loss = keypoint_mse_loss(heatmaps, batch["heatmaps"], batch["keypoint_weights"])
         self._check_finite(loss, batch)
         batch_size = batch["image"].shape[0]

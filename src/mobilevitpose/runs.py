@@ -29,6 +29,7 @@ def build_module(cfg: DictConfig) -> PoseLitModule:
     module = PoseLitModule(
         **{key: to_plain(cfg[key]) for key in parts},
         channels_last=bool(cfg.get("channels_last", False)),
+        bf16_head=cfg.get("bf16_head", False),
     )
     module.run_config = to_plain(cfg)
     return module
