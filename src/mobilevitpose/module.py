@@ -98,6 +98,8 @@ class PoseLitModule(L.LightningModule):
     def forward(self, images: Tensor, head_in_bf16: bool = False) -> Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        # A branch, not autocast(enabled=head_in_bf16): a disabled autocast would also switch
+        # off the one Lightning opens for trainer.precision=bf16-mixed / 16-mixed.
         if not head_in_bf16:
             return self.model(images)
         features = self.model.backbone(images)
