@@ -19,19 +19,14 @@ flip-test implementation that validation and `mvp-predict` share.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import cv2
 import numpy as np
-import torch
 
 from mobilevitpose.geometry import input_to_image
 
 CODEC_KINDS = ("msra", "udp")
-
-HeatmapArray = TypeVar("HeatmapArray", np.ndarray, torch.Tensor)
 
 
 def gaussian_heatmaps(
@@ -329,45 +324,3 @@ class HeatmapCodec:
         keypoints_input, scores = self.decode(heatmaps)
         keypoints_img = input_to_image(keypoints_input, center, scale, self.input_size)
         return keypoints_img.astype(np.float32), scores
-
-
-def flip_test(
-    network: Callable[[HeatmapArray], HeatmapArray],
-    crops: HeatmapArray,
-    flip_indices: Sequence[int],
-    shift: bool,
-) -> HeatmapArray:
-    """Heatmaps of (N, 3, h, w) crops averaged with the flipped-back heatmaps of the mirrored
-    crops, as the reference's flip test does (before decoding; scores come from the mean).
-    Works on numpy arrays and torch tensors alike."""
-    if isinstance(crops, torch.Tensor):
-        mirrored = crops.flip(-1)
-    else:
-        mirrored = np.ascontiguousarray(crops[..., ::-1])
-    flipped_back = flip_heatmaps(network(mirrored), flip_indices, shift=shift)
-    return (network(crops) + flipped_back) * 0.5
-
-
-def flip_heatmaps(heatmaps: HeatmapArray, flip_indices: Sequence[int], shift: bool) -> HeatmapArray:
-    """Map heatmaps of a mirrored crop back onto the original crop, for the flip test.
-
-    Mirrors the W axis, swaps left/right channels (axis -3) by ``flip_indices`` and, with
-    ``shift``, moves the maps one pixel right (column 0 kept): MSRA heatmap pixels are not
-    mirror-symmetric about the crop centre, UDP ones are. Works on numpy arrays and torch tensors
-    (any device) of shape (..., K, H, W) and returns the same type.
-    """
-    if heatmaps.ndim < 3 or heatmaps.shape[-3] != len(flip_indices):
-        raise ValueError(
-            f"heatmaps must be (..., K, H, W) with K = len(flip_indices) = {len(flip_indices)}; "
-            f"got shape {tuple(heatmaps.shape)}"
-        )
-    if isinstance(heatmaps, torch.Tensor):
-        index = torch.as_tensor(flip_indices, dtype=torch.long, device=heatmaps.device)
-        flipped = heatmaps.flip(-1).index_select(-3, index)
-        if shift:
-            flipped = torch.cat((flipped[..., :1], flipped[..., :-1]), dim=-1)
-        return flipped
-    flipped = np.asarray(heatmaps)[..., list(flip_indices), :, ::-1]
-    if shift:
-        flipped = np.concatenate((flipped[..., :1], flipped[..., :-1]), axis=-1)
-    return np.ascontiguousarray(flipped)

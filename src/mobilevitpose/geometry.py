@@ -9,6 +9,7 @@ Sizes are always (width, height).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -95,3 +96,38 @@ def input_to_image(
     scale = np.asarray(scale, dtype=np.float64)[..., None, :]
     size = np.asarray(input_size, dtype=np.float64)
     return keypoints_input / size * scale + center - 0.5 * scale
+
+
+@dataclass(frozen=True, eq=False)
+class Crop:
+    """Where the input crop comes from: an aspect-fixed box (image px) turned by `rotation`
+    degrees, in the mirrored image when `flipped` (the box then lives in mirrored coordinates).
+    """
+
+    center: np.ndarray
+    scale: np.ndarray
+    rotation: float = 0.0
+    flipped: bool = False
+    image_width: int = 0  # needed only to mirror
+
+    def __post_init__(self) -> None:
+        if self.flipped and self.image_width <= 0:
+            raise ValueError(f"a flipped crop needs the image width; got {self.image_width}")
+
+    def keypoint_matrix(self, input_size: tuple[int, int], udp: bool) -> np.ndarray:
+        """2x3 matrix from (possibly mirrored) image px to input px, for flipped keypoints."""
+        return warp_matrix(self.center, self.scale, self.rotation, input_size, udp)
+
+    def image_matrix(self, input_size: tuple[int, int], udp: bool) -> np.ndarray:
+        """2x3 matrix from the original, unmirrored image px to input px (mirror folded in)."""
+        matrix = self.keypoint_matrix(input_size, udp)
+        if not self.flipped:
+            return matrix
+        mirror = np.array([[-1.0, 0.0, self.image_width - 1.0], [0.0, 1.0, 0.0], [0, 0, 1]])
+        return matrix @ mirror
+
+
+def val_crop(bbox_xyxy: np.ndarray, input_size: tuple[int, int]) -> Crop:
+    """Deterministic crop: padded box, aspect-fixed, no rotation, no flip."""
+    center, scale = bbox_xyxy_to_center_scale(bbox_xyxy)
+    return Crop(center=center, scale=fix_aspect_ratio(scale, input_size[0] / input_size[1]))

@@ -1,4 +1,4 @@
-"""COCO-17 person keypoint metadata: names, flip pairs, skeleton and OKS sigmas.
+"""COCO-17 person keypoint metadata: names, flip pairs, skeleton, OKS sigmas, category id.
 
 Everything downstream (flip augmentation, flip test, OKS-NMS, rendering, ONNX metadata) reads
 these constants, so there is exactly one definition of the keypoint order.
@@ -28,6 +28,8 @@ KEYPOINT_NAMES: tuple[str, ...] = (
     "right_ankle",
 )
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
+# The COCO category these keypoints belong to (annotations, detections and results carry it).
+PERSON_CATEGORY_ID = 1
 
 
 def _flip_indices(names: tuple[str, ...]) -> tuple[int, ...]:

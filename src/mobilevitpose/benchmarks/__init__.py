@@ -1,0 +1,1 @@
+"""Benchmarks that write their measurements to reports/, never timed tests."""

@@ -1,0 +1,208 @@
+"""Data-pipeline throughput on one CPU core: `dataset[i]` samples/s for train and val.
+
+Measured as one DataLoader worker does it (decode + transforms + target + tensors), in one
+process pinned to one core with OpenCV and torch on one thread, on real COCO JPEGs
+(`coco_mini`, the train split's GT persons) or, when those are absent, on the synthetic dataset
+under --root (generated there if missing). Train indices come in two orders: shuffled per
+person, as a shuffling sampler hands them out (the reference's order), and grouped by image, as
+ImageGroupedSampler (data.group_by_image=true) hands them out, with the small decoded-image
+cache a train worker then keeps. Val indices come in order, as evaluation reads them. Writes a
+JSON report with the numbers, the machine and a per-stage breakdown; `--reference` adds the
+reference toolbox's result (the JSON of its pipeline_bench.py run in the same session) and the
+ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from hydra.utils import instantiate
+
+from mobilevitpose.benchmarks.machine import machine_info
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.data.coco import Instance, coco_paths, load_gt_instances
+from mobilevitpose.data.datamodule import GROUPED_CACHE_SIZE
+from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.image_io import to_rgb_tensor, warp_crop
+from mobilevitpose.data.sampler import ImageGroupedSampler
+from mobilevitpose.geometry import apply_affine
+from mobilevitpose.training.config import compose
+
+SHARED_DATA = Path(os.environ.get("MVP_SHARED_DATA", "../shared/data"))
+# The reference benchmark's setting: 256 x 256 input, 64 x 64 UDP heatmaps, sigma 2.
+INPUT_SIZE = (256, 256)
+HEATMAP_SIZE = (64, 64)
+REFERENCE_RUN = "udp/dataset[i]"
+
+
+def _pin(core: int) -> list[int]:
+    if core >= 0 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {core})
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def _data_root(coco_mini: Path, synthetic_root: Path) -> tuple[Path, str]:
+    if coco_paths(coco_mini, "train")[0].is_file():
+        return coco_mini, "coco_mini"
+    if not coco_paths(synthetic_root, "train")[0].is_file():
+        from mobilevitpose.data.synthetic import ensure_dataset
+
+        ensure_dataset(synthetic_root)
+    return synthetic_root, "synthetic"
+
+
+def _stream(epoch_order: Callable[[int], Iterable[int]]) -> Iterator[int]:
+    """Indices of epochs 0, 1, 2, ... in the order `epoch_order(epoch)` gives them."""
+    for epoch in itertools.count():
+        yield from epoch_order(epoch)
+
+
+def time_dataset(
+    dataset: TopDownDataset,
+    epoch_order: Callable[[int], Iterable[int]],
+    num_samples: int,
+    warmup: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """samples/s of `dataset[i]` over `repeats` runs of `num_samples` indices."""
+    stream = _stream(epoch_order)
+    rates = []
+    decodes_before = dataset.reader.num_decodes
+    for _ in range(repeats):
+        dataset.reader.clear()  # each run starts cold, as a fresh worker does
+        indices = list(itertools.islice(stream, warmup + num_samples))
+        for i in indices[:warmup]:
+            dataset[i]
+        start = time.perf_counter()
+        for i in indices[warmup:]:
+            dataset[i]
+        rates.append(num_samples / (time.perf_counter() - start))
+    median = statistics.median(rates)
+    return {
+        "samples_per_s": rates,
+        "median": median,
+        "best": max(rates),
+        "ms_per_sample_median": 1000.0 / median,
+        "decodes_per_sample": (dataset.reader.num_decodes - decodes_before)
+        / (repeats * (warmup + num_samples)),
+    }
+
+
+def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str, Any]:
+    """Mean ms per sample of each stage of `dataset[i]`, timed one by one through the dataset's
+    own steps (a dataset without a decoded-image cache decodes every sample)."""
+    stages = ("geometry", "decode", "warp", "target", "tensor")
+    totals = dict.fromkeys(stages, 0.0)
+    reductions: dict[int, int] = {}
+    size = dataset.input_size
+    for index in indices:
+        instance: Instance = dataset.instances[index]
+        ticks = [time.perf_counter()]
+        crop, keypoints, visible = dataset.crop_geometry(instance, dataset.rng(index))
+        ticks.append(time.perf_counter())
+        matrix = crop.image_matrix(size, dataset.udp)
+        image, warp = dataset.reader.decode(instance.image_path, instance.image_size, matrix)
+        ticks.append(time.perf_counter())
+        pixels = warp_crop(image, warp, size)
+        ticks.append(time.perf_counter())
+        keypoints_input = apply_affine(crop.keypoint_matrix(size, dataset.udp), keypoints)
+        dataset.codec.encode(keypoints_input, visible)
+        ticks.append(time.perf_counter())
+        to_rgb_tensor(pixels)
+        ticks.append(time.perf_counter())
+        for stage, start, end in zip(stages, ticks[:-1], ticks[1:], strict=True):
+            totals[stage] += end - start
+        r = round(instance.image_size[0] / image.shape[1])
+        reductions[r] = reductions.get(r, 0) + 1
+    return {
+        "ms_per_sample": {k: 1000.0 * v / len(indices) for k, v in totals.items()},
+        "decode_reduction_counts": {str(k): v for k, v in sorted(reductions.items())},
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    affinity = _pin(args.core)
+    root, source = _data_root(Path(args.coco_mini), Path(args.root))
+    codec = HeatmapCodec(kind="udp", input_size=INPUT_SIZE, heatmap_size=HEATMAP_SIZE, sigma=2.0)
+    common = dict(codec=codec, seed=args.seed)
+    recipe = instantiate(compose("train", [f"augment={args.recipe}"]).augment)
+    train_instances = load_gt_instances(*coco_paths(root, "train"))
+    val_instances = load_gt_instances(*coco_paths(root, "val"))
+    train = TopDownDataset(train_instances, train=True, recipe=recipe, **common)
+    grouped = TopDownDataset(
+        train_instances,
+        train=True,
+        recipe=recipe,
+        cache_size=GROUPED_CACHE_SIZE,
+        **common,
+    )
+    val = TopDownDataset(val_instances, train=False, **common)
+    sampler = ImageGroupedSampler([i.image_id for i in train_instances], seed=args.seed)
+
+    def shuffled(epoch: int) -> Iterable[int]:
+        return np.random.default_rng((args.seed, epoch)).permutation(len(train)).tolist()
+
+    def by_image(epoch: int) -> Iterable[int]:
+        sampler.set_epoch(epoch)
+        return sampler
+
+    def in_order(epoch: int) -> Iterable[int]:
+        return range(len(val))
+
+    timing = dict(num_samples=args.num_samples, warmup=args.warmup, repeats=args.repeats)
+    report: dict[str, Any] = {
+        "data": {
+            "source": source,
+            "root": str(root.resolve()),
+            "train_instances": len(train),
+            "val_instances": len(val),
+        },
+        "setting": {
+            "input_size": INPUT_SIZE,
+            "heatmap_size": HEATMAP_SIZE,
+            "codec": "udp",
+            "recipe": args.recipe,
+            "train_order": "shuffled permutations, no decoded-image cache",
+            "train_grouped_order": (
+                f"images shuffled, their persons in a row (data.group_by_image=true), cache of "
+                f"{grouped.reader.cache_size} decoded images"
+            ),
+            "val_order": f"sequential, cache of {val.reader.cache_size} decoded images",
+            **timing,
+        },
+        "machine": machine_info(
+            affinity=affinity,
+            cv2_threads=cv2.getNumThreads(),
+            torch_threads=torch.get_num_threads(),
+            opencv=cv2.__version__,
+        ),
+        "train_dataset[i]": time_dataset(train, shuffled, **timing),
+        "train_grouped_dataset[i]": time_dataset(grouped, by_image, **timing),
+        "val_dataset[i]": time_dataset(val, in_order, **timing),
+        "train_stages": stage_breakdown(train, [i % len(train) for i in range(args.num_samples)]),
+    }
+    if args.reference:
+        reference = json.loads(Path(args.reference).read_text())["runs"][REFERENCE_RUN]
+        report["reference"] = {
+            "file": str(args.reference),
+            "run": REFERENCE_RUN,
+            "median": reference["median"],
+            "ratio_train_vs_reference": report["train_dataset[i]"]["median"] / reference["median"],
+            "ratio_train_grouped_vs_reference": (
+                report["train_grouped_dataset[i]"]["median"] / reference["median"]
+            ),
+        }
+    return report

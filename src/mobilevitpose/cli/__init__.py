@@ -1,0 +1,1 @@
+"""Console scripts: thin composition roots over the library. Nothing imports them."""

@@ -1,0 +1,45 @@
+"""mvp-bench-infer: inference latency and throughput, PyTorch eager vs ONNX Runtime (+CUDA),
+written to reports/bench_infer.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from mobilevitpose.benchmarks.infer import DEFAULT_MODELS, run, to_markdown
+from mobilevitpose.files import write_json
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="mvp-bench-infer", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--input-size", nargs=2, type=int, default=[256, 256], metavar=("W", "H"))
+    parser.add_argument("--runs", type=int, default=50, help="timed batch-1 calls")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=32, help="throughput batch size")
+    parser.add_argument("--batch-runs", type=int, default=5, help="timed throughput batches")
+    parser.add_argument("--batch-warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="0: every usable core")
+    parser.add_argument("--no-cuda", action="store_true", help="CPU backends only")
+    parser.add_argument("--out-dir", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    for flag in ("runs", "batch", "batch_runs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if min(args.input_size) < 32 or any(v % 32 for v in args.input_size):
+        parser.error(
+            f"--input-size must be multiples of 32 (backbone stride); got {args.input_size}"
+        )
+
+    report = run(args)
+    write_json(args.out_dir / "bench_infer.json", report)
+    markdown = to_markdown(report)
+    (args.out_dir / "bench_infer.md").write_text("# Inference benchmark\n\n" + markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

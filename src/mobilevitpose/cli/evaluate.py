@@ -1,0 +1,17 @@
+"""mvp-eval: evaluate a checkpoint with the exact COCO keypoint protocol."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from mobilevitpose.training.config import hydra_main
+from mobilevitpose.training.evaluate import evaluate
+
+
+@hydra_main("eval")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""mvp-predict: keypoints of every person in an image, a folder of images or a video.
+
+mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
+mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
+mvp-predict last.ckpt clip.mp4 --out clip_poses
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mobilevitpose.inference.estimator import BACKENDS
+from mobilevitpose.inference.predict import RESULTS_FILE, predict
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="mvp-predict", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "model", type=Path, help="a mvp-train checkpoint (.ckpt) or a mvp-export .onnx file"
+    )
+    parser.add_argument("input", type=Path, help="an image, a folder of images, or a video")
+    parser.add_argument("--boxes", type=Path, help="COCO detection results or annotation file; "
+                        "default: one box per image, the whole image")  # fmt: skip
+    parser.add_argument("--out", type=Path, help="output folder (default: <input name>_poses)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: onnx for .onnx files, else torch")  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    parser.add_argument("--no-flip", action="store_true", help="turn the flip test off")
+    parser.add_argument("--bbox-thr", type=float, default=0.0, help="drop boxes scored lower")
+    parser.add_argument("--kpt-thr", type=float, default=0.3, help="hide keypoints scored lower")
+    parser.add_argument("--nms-thr", type=float, default=None,
+                        help="OKS-NMS threshold per image (default: the model's, 0.9)")  # fmt: skip
+    parser.add_argument("--no-nms", action="store_true", help="keep every person box's result")
+    parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    args = parser.parse_args(argv)
+    evaluation: dict[str, Any] = {}
+    if args.no_flip:
+        evaluation["flip_test"] = False
+    if args.nms_thr is not None:
+        evaluation["nms_thr"] = args.nms_thr
+    if args.no_nms:
+        evaluation["nms_thr"] = None
+    source = args.input.expanduser().resolve()
+    out = args.out or source.with_name(f"{source.stem}_poses")
+    results = predict(
+        args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
+        device=args.device, evaluation=evaluation, bbox_score_thr=args.bbox_thr,
+        keypoint_draw_thr=args.kpt_thr, render=not args.no_render, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"{len(results)} people -> {out / RESULTS_FILE}")
+
+
+if __name__ == "__main__":
+    main()

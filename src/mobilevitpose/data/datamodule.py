@@ -1,0 +1,152 @@
+"""COCO person crops for Lightning: train and val datasets and their loaders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.data.augment import AugmentRecipe
+from mobilevitpose.data.coco import (
+    DETECTION_FILE,
+    coco_paths,
+    load_detection_instances,
+    load_gt_instances,
+)
+from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.sampler import ImageGroupedSampler
+
+BOX_SOURCES = ("detections", "gt")
+# Decoded images each train worker keeps when persons come grouped by image: the current image,
+# plus sharper/coarser decodes of it that its persons' crops asked for.
+GROUPED_CACHE_SIZE = 4
+
+
+class CocoDataModule(L.LightningDataModule):
+    """COCO 2017 keypoints (real or synthetic) under `root`, as top-down person crops.
+
+    Validation uses either ground-truth boxes or a person-detection file (`boxes`), as the
+    published protocol does. `synthetic` holds generator settings: when given and `root` has
+    no dataset yet, one is generated there first (then read like any COCO).
+    `group_by_image` shuffles training images rather than persons and serves each image's
+    persons in a row, so a worker decodes each image once (sampler.ImageGroupedSampler).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        codec: HeatmapCodec,
+        boxes: str = "detections",
+        bbox_file: str | None = None,
+        bbox_score_thr: float = 0.0,
+        recipe: AugmentRecipe | None = None,
+        photometric: bool = False,
+        batch_size: int = 64,
+        val_batch_size: int = 32,
+        num_workers: int = 4,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        skip_bad_images: bool = False,
+        group_by_image: bool = False,
+        synthetic: dict[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if boxes not in BOX_SOURCES:
+            raise ValueError(f"data.boxes={boxes!r}; allowed: {', '.join(BOX_SOURCES)}")
+        self.root = Path(root).expanduser()
+        self.codec = codec
+        self.boxes = boxes
+        self.bbox_file = Path(bbox_file) if bbox_file else self.root / DETECTION_FILE
+        self.bbox_score_thr = bbox_score_thr
+        self.recipe = recipe  # training augmentation (conf/augment/); evaluation needs none
+        self.photometric = photometric
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.skip_bad_images = skip_bad_images
+        self.group_by_image = group_by_image
+        self.synthetic = dict(synthetic) if synthetic else None
+        self.seed = seed
+        # Shuffling is seeded per epoch (set_epoch), so a resumed run sees the same order.
+        self._shuffle = torch.Generator().manual_seed(seed)
+        self.train_dataset: TopDownDataset | None = None
+        self.val_dataset: TopDownDataset | None = None
+        self.train_sampler: ImageGroupedSampler | None = None
+
+    @property
+    def val_ann_file(self) -> Path:
+        return coco_paths(self.root, "val")[0]
+
+    @property
+    def box_source(self) -> str:
+        return str(self.bbox_file) if self.boxes == "detections" else "gt"
+
+    def prepare_data(self) -> None:
+        if self.synthetic is not None:
+            from mobilevitpose.data.synthetic import ensure_dataset
+
+            ensure_dataset(self.root, **self.synthetic)
+
+    def setup(self, stage: str | None = None) -> None:
+        common = dict(codec=self.codec, skip_bad_images=self.skip_bad_images, seed=self.seed)
+        if stage in (None, "fit") and self.train_dataset is None:
+            instances = load_gt_instances(*coco_paths(self.root, "train"))
+            self.train_dataset = TopDownDataset(
+                instances,
+                train=True,
+                recipe=self.recipe,
+                photometric=self.photometric,
+                cache_size=GROUPED_CACHE_SIZE if self.group_by_image else 0,
+                **common,
+            )
+            if self.group_by_image:
+                self.train_sampler = ImageGroupedSampler(
+                    [instance.image_id for instance in instances], seed=self.seed
+                )
+        if self.val_dataset is None:
+            ann_file, image_dir = coco_paths(self.root, "val")
+            if self.boxes == "gt":
+                instances = load_gt_instances(ann_file, image_dir)
+            else:
+                instances = load_detection_instances(
+                    ann_file, image_dir, self.bbox_file, score_threshold=self.bbox_score_thr
+                )
+            self.val_dataset = TopDownDataset(instances, train=False, **common)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._shuffle.manual_seed(self.seed * 1_000_003 + epoch)
+        if self.train_dataset is not None:
+            self.train_dataset.set_epoch(epoch)
+        if self.train_sampler is not None:
+            self.train_sampler.set_epoch(epoch)
+
+    def train_dataloader(self) -> DataLoader:
+        # Train workers are not persistent: each epoch's workers must pick up the dataset's
+        # new epoch number, which seeds the augmentation.
+        return DataLoader(
+            self.train_dataset,
+            batch_size=self.batch_size,
+            shuffle=self.train_sampler is None,
+            sampler=self.train_sampler,
+            generator=self._shuffle,
+            drop_last=True,  # a batch of 1 breaks BatchNorm
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            self.val_dataset,
+            batch_size=self.val_batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )

@@ -1,0 +1,284 @@
+"""Writing the synthetic dataset to disk in the COCO 2017 layout: images, annotation files and a
+person-detection file for the val split.
+
+Images are rendered from per-image seeds ``(seed, split, index)`` so the result does not depend
+on how the work is chunked over processes; annotation JSON is written with sorted keys and
+rounded floats, so the same seed gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from mobilevitpose.data.coco import DETECTION_FILE, SPLITS, coco_paths
+from mobilevitpose.data.synthetic.render import (
+    DEFAULT_IMAGE_SIZE,
+    DEFAULT_MAX_PEOPLE,
+    MIN_AREA,
+    RenderedPerson,
+    image_rng,
+    render_image,
+)
+from mobilevitpose.files import write_json
+from mobilevitpose.keypoints import KEYPOINT_NAMES, PERSON_CATEGORY_ID, SKELETON
+
+log = logging.getLogger(__name__)
+
+JPEG_QUALITY = 90
+MAX_IMAGES_PER_SPLIT = 10**6  # image ids are split * 10**6 + index + 1
+MAX_PEOPLE_LIMIT = 20
+DEFAULT_NUM_TRAIN = 1500
+DEFAULT_NUM_VAL = 150
+
+
+# --------------------------------------------------------------------------- COCO records
+
+
+def _detections(
+    rng: np.random.Generator,
+    image_id: int,
+    people: list[RenderedPerson],
+    image_size: tuple[int, int],
+) -> list[dict[str, Any]]:
+    """Jittered GT boxes (sometimes twice, like an un-suppressed detector) and false positives."""
+    width, height = image_size
+    boxes: list[tuple[np.ndarray, float]] = []
+    for person in people:
+        x, y, w, h = person.bbox_xywh
+        for attempt in range(2 if rng.random() < 0.15 else 1):
+            spread = 0.04 if attempt == 0 else 0.12
+            center = np.array([x + w / 2, y + h / 2]) + rng.normal(0, spread, 2) * (w, h)
+            size = np.array([w, h]) * np.exp(rng.normal(0, spread * 1.5, 2))
+            score = rng.uniform(0.7, 1.0) if attempt == 0 else rng.uniform(0.05, 0.4)
+            boxes.append((np.concatenate([center - size / 2, center + size / 2]), score))
+    for _ in range(int(rng.poisson(0.5))):
+        h = rng.uniform(0.15, 0.8) * height
+        w = h * rng.uniform(0.3, 0.9)
+        x0, y0 = rng.uniform(0, width - w), rng.uniform(0, height - h)
+        boxes.append((np.array([x0, y0, x0 + w, y0 + h]), rng.uniform(0.01, 0.3)))
+    out = []
+    for xyxy, score in boxes:
+        x0, x1 = np.clip(xyxy[[0, 2]], 0, width)
+        y0, y1 = np.clip(xyxy[[1, 3]], 0, height)
+        if x1 - x0 < 1 or y1 - y0 < 1:
+            continue
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": PERSON_CATEGORY_ID,
+                "bbox": [round(float(v), 2) for v in (x0, y0, x1 - x0, y1 - y0)],
+                "score": round(float(score), 4),
+            }
+        )
+    return out
+
+
+def _annotation(person: RenderedPerson, image_id: int, ann_id: int) -> dict[str, Any]:
+    keypoints = np.concatenate([person.keypoints_img, person.visibility[:, None]], axis=1)
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": PERSON_CATEGORY_ID,
+        "iscrowd": 0,
+        "keypoints": [
+            round(float(v), 2) if i % 3 != 2 else int(v) for i, v in enumerate(keypoints.ravel())
+        ],
+        "num_keypoints": person.num_keypoints,
+        "bbox": list(person.bbox_xywh),
+        "area": float(person.area),
+    }
+
+
+def _image_id(split: str, index: int) -> int:
+    return SPLITS.index(split) * MAX_IMAGES_PER_SPLIT + index + 1
+
+
+def _render_chunk(
+    indices: Sequence[int],
+    root: str,
+    split: str,
+    seed: int,
+    image_size: tuple[int, int],
+    max_people: int,
+    min_area: int,
+) -> list[tuple[dict, list[dict], list[dict], int]]:
+    """Render and write some images; their image record, annotations, detections, people."""
+    cv2.setNumThreads(1)  # the pool already uses every core
+    _, folder = coco_paths(root, split)
+    results = []
+    for index in indices:
+        image_id = _image_id(split, index)
+        rendered = render_image(image_rng(seed, split, index), image_size, max_people, min_area)
+        file_name = f"{image_id:012d}.jpg"
+        if not cv2.imwrite(
+            str(folder / file_name), rendered.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+        ):
+            raise OSError(f"could not write {folder / file_name}")
+        annotated = [p for p in rendered.people if p.annotated]
+        record = {
+            "id": image_id,
+            "file_name": file_name,
+            "width": image_size[0],
+            "height": image_size[1],
+        }
+        anns = [_annotation(p, image_id, image_id * 100 + k) for k, p in enumerate(annotated)]
+        dets = []
+        if split == "val":
+            det_rng = np.random.default_rng([seed, SPLITS.index(split), index, 1])
+            dets = _detections(det_rng, image_id, annotated, image_size)
+        results.append((record, anns, dets, len(rendered.people)))
+    return results
+
+
+def _check_args(num_train, num_val, image_size, seed, max_people, min_area) -> tuple[int, int]:
+    for name, value in (("num_train", num_train), ("num_val", num_val)):
+        if not 0 < value <= MAX_IMAGES_PER_SPLIT - 1:
+            raise ValueError(f"{name}={value}: expected 1..{MAX_IMAGES_PER_SPLIT - 1} images")
+    if len(image_size) != 2 or min(image_size) < 32:
+        raise ValueError(f"image_size={image_size!r}: expected (width, height), each >= 32 px")
+    if seed < 0:
+        raise ValueError(f"seed={seed}: expected a non-negative integer")
+    if not 1 <= max_people <= MAX_PEOPLE_LIMIT:
+        raise ValueError(f"max_people={max_people}: expected 1..{MAX_PEOPLE_LIMIT}")
+    if min_area < 1:
+        raise ValueError(f"min_area={min_area}: expected >= 1 pixel")
+    return int(image_size[0]), int(image_size[1])
+
+
+# Sorted keys, no whitespace, no trailing newline: the same seed gives byte-identical files.
+_JSON_FORMAT: dict[str, Any] = {"indent": None, "sort_keys": True, "separators": (",", ":")}
+_SETTINGS = ("num_train", "num_val", "image_size", "seed", "max_people", "min_area")
+
+
+def _settings(num_train, num_val, image_size, seed, max_people, min_area) -> dict[str, Any]:
+    """What determines the dataset's content, as stored in (and compared with) its `info`."""
+    return {
+        "num_train": int(num_train),
+        "num_val": int(num_val),
+        "image_size": [int(v) for v in image_size],
+        "seed": int(seed),
+        "max_people": int(max_people),
+        "min_area": int(min_area),
+    }
+
+
+def generate(
+    root: str | Path,
+    num_train: int = DEFAULT_NUM_TRAIN,
+    num_val: int = DEFAULT_NUM_VAL,
+    image_size: tuple[int, int] = DEFAULT_IMAGE_SIZE,
+    seed: int = 0,
+    max_people: int = DEFAULT_MAX_PEOPLE,
+    min_area: int = MIN_AREA,
+    workers: int | None = None,
+) -> Path:
+    """Render a synthetic dataset into `root` in the COCO 2017 layout; returns `root`.
+
+    `workers` processes render in parallel (default: every CPU core, but one per 200 images);
+    the output does not depend on it. The val annotation file is written last, so its
+    presence marks a complete dataset.
+    """
+    image_size = _check_args(num_train, num_val, image_size, seed, max_people, min_area)
+    root = Path(root).expanduser()
+    if workers is None:
+        # A spawned worker costs seconds to start; small sets render faster in-process.
+        workers = min(os.cpu_count() or 1, max(1, (num_train + num_val) // 200))
+    if workers < 1:
+        raise ValueError(f"workers={workers}: expected >= 1")
+    # The JSON files make their own folders when written; the images need theirs first.
+    for split in SPLITS:
+        coco_paths(root, split)[1].mkdir(parents=True, exist_ok=True)
+    info = {
+        "description": "mobilevitpose synthetic COCO people",
+        **_settings(num_train, num_val, image_size, seed, max_people, min_area),
+    }
+    category = {
+        "id": PERSON_CATEGORY_ID,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(KEYPOINT_NAMES),
+        "skeleton": [[a + 1, b + 1] for a, b in SKELETON],
+    }
+    start = time.perf_counter()
+    # spawn: the caller may hold threads (torch, OpenCV) that a forked child would inherit locked.
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        if workers > 1
+        else None
+    )
+    try:
+        # val last: its annotation file marks a complete dataset (`ensure_dataset`).
+        for split, count in (("train", num_train), ("val", num_val)):
+            render = partial(
+                _render_chunk,
+                root=str(root),
+                split=split,
+                seed=seed,
+                image_size=image_size,
+                max_people=max_people,
+                min_area=min_area,
+            )
+            step = max(1, math.ceil(count / (4 * workers)))
+            index_chunks = [range(i, min(i + step, count)) for i in range(0, count, step)]
+            chunks = pool.map(render, index_chunks) if pool else map(render, index_chunks)
+            results = [r for chunk_results in chunks for r in chunk_results]
+            images = [r[0] for r in results]
+            annotations = [a for r in results for a in r[1]]
+            drawn = sum(r[3] for r in results)
+            dataset = {
+                "info": {**info, "split": split},
+                "licenses": [],
+                "images": images,
+                "annotations": annotations,
+                "categories": [category],
+            }
+            if split == "val":
+                detections = [d for r in results for d in r[2]]
+                write_json(root / DETECTION_FILE, detections, **_JSON_FORMAT)
+            write_json(coco_paths(root, split)[0], dataset, **_JSON_FORMAT)
+            log.info(
+                "%s: %d images, %d annotated of %d drawn people",
+                split, len(images), len(annotations), drawn,
+            )  # fmt: skip
+    finally:
+        if pool:
+            pool.shutdown()
+    log.info("synthetic dataset in %s (%.1f s)", root, time.perf_counter() - start)
+    return root
+
+
+def ensure_dataset(root: str | Path, **kwargs: Any) -> Path:
+    """Generate the dataset into `root` unless a complete one is already there (left untouched)."""
+    root = Path(root).expanduser()
+    marker, _ = coco_paths(root, "val")
+    if not marker.is_file():
+        return generate(root, **kwargs)
+    log.info("using the synthetic dataset already in %s", root)
+    defaults = {
+        name: param.default
+        for name, param in inspect.signature(generate).parameters.items()
+        if name in _SETTINGS
+    }
+    wanted = _settings(**{**defaults, **{k: v for k, v in kwargs.items() if k in _SETTINGS}})
+    stored = json.loads(marker.read_text()).get("info", {})
+    changed = sorted(k for k, v in wanted.items() if stored.get(k) != v)
+    if changed:
+        log.warning(
+            "%s was generated with other settings (%s); delete it to regenerate",
+            root, ", ".join(f"{k}: {stored.get(k)} -> {wanted[k]}" for k in changed),
+        )  # fmt: skip
+    return root

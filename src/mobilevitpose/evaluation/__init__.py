@@ -1,0 +1,1 @@
+"""Predictions -> COCO results -> metrics: rescoring, OKS-NMS, COCOeval, gathering across ranks."""

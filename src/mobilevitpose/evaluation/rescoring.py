@@ -1,0 +1,33 @@
+"""Instance scores of top-down predictions, as the reference's CocoMetric computes them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def rescore(
+    keypoint_scores: np.ndarray, bbox_scores: np.ndarray, keypoint_score_thr: float
+) -> np.ndarray:
+    """Instance score: bbox_score x mean of the keypoint scores above the threshold (0 if none).
+
+    The mean is taken in the keypoint scores' float dtype, then numpy's promotion with
+    `bbox_scores` applies, as in MMPose (float32 in, float32 out).
+    """
+    keypoint_scores = np.asarray(keypoint_scores)
+    bbox_scores = np.asarray(bbox_scores)
+    if keypoint_scores.ndim != 2 or bbox_scores.shape != keypoint_scores.shape[:1]:
+        raise ValueError(
+            f"keypoint_scores must be (N, K) and bbox_scores (N,), got "
+            f"{keypoint_scores.shape} and {bbox_scores.shape}"
+        )
+    dtype = np.result_type(keypoint_scores.dtype, np.float32)
+    keypoint_scores = keypoint_scores.astype(dtype, copy=False)
+    above = keypoint_scores > keypoint_score_thr
+    # MMPose sums the kept scores one keypoint at a time; adding column by column reproduces
+    # its rounding bit for bit, so tied and near-tied instances rank as they do there.
+    total = np.zeros(len(keypoint_scores), dtype=dtype)
+    for k in range(keypoint_scores.shape[1]):
+        total += np.where(above[:, k], keypoint_scores[:, k], dtype.type(0))
+    count = above.sum(axis=1).astype(dtype)
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return bbox_scores * mean

@@ -1,0 +1,160 @@
+"""mvp-predict: keypoints of every person in an image, a folder of images or a video.
+
+    mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
+    mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
+    mvp-predict last.ckpt clip.mp4 --out clip_poses
+
+Person boxes come from a COCO detection-results file, from a COCO annotation file (its person
+boxes), or are the whole image. The output folder gets `results.keypoints.json` (COCO keypoint
+results), `images.json` (image id -> file, so the results can be read back) and the images, or
+the video, with skeletons drawn (the paper's Fig. 4 style). The PyTorch checkpoint and its
+exported ONNX file go through the same crop, flip-test and decoding code, so they agree.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from mobilevitpose.data.coco import PersonBoxes, read_person_boxes
+from mobilevitpose.evaluation.results import coco_results
+from mobilevitpose.files import write_json
+from mobilevitpose.inference.draw import draw_skeleton
+from mobilevitpose.inference.estimator import PoseEstimator
+from mobilevitpose.inference.sources import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    check_boxes_match,
+    image_ids,
+    list_images,
+    open_video,
+    read_images,
+    read_video,
+)
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.keypoints.json"
+
+
+def predict(
+    model: str | Path,
+    source: str | Path,
+    out_dir: str | Path,
+    boxes_file: str | Path | None = None,
+    backend: str = "auto",
+    device: str = "cpu",
+    evaluation: Mapping[str, Any] | None = None,
+    bbox_score_thr: float = 0.0,
+    keypoint_draw_thr: float = 0.3,
+    render: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[dict]:
+    """Predict every person of `source` (an image, a folder of images or a video) and write the
+    results into `out_dir`; returns the COCO keypoint results.
+
+    The flip test, rescoring and OKS-NMS follow the model's evaluation settings (stored by
+    mvp-train and mvp-export), changed by `evaluation` (e.g. {"nms_thr": None}).
+    """
+    source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
+    results_path = out_dir / RESULTS_FILE
+    if results_path.exists() and not overwrite:
+        raise FileExistsError(f"{results_path} exists; pick another --out or pass --overwrite")
+    if not source.exists():
+        raise FileNotFoundError(f"input not found: {source} (an image, a folder or a video)")
+    estimator = PoseEstimator.load(model, backend, device).with_evaluation(**(evaluation or {}))
+    boxes = read_person_boxes(boxes_file) if boxes_file else None
+    boxes_by_image = _usable_boxes(boxes) if boxes is not None else {}
+
+    writer: cv2.VideoWriter | None = None
+    if source.is_dir() or source.suffix.lower() in IMAGE_SUFFIXES:
+        files = list_images(source) if source.is_dir() else [source]
+        ids = image_ids(files, boxes)
+        if boxes is not None:
+            check_boxes_match(boxes, ids, f"{len(files)} input images")
+        frames, total, kind = read_images(files, ids), len(files), "images"
+    elif source.suffix.lower() in VIDEO_SUFFIXES:
+        capture, total, fps = open_video(source)
+        frames, kind = read_video(capture, source.stem), "frames"
+    else:
+        raise ValueError(
+            f"{source} is neither an image ({', '.join(IMAGE_SUFFIXES)}), a video "
+            f"({', '.join(VIDEO_SUFFIXES)}) nor a folder"
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results, index = [], []
+    for frame in tqdm(
+        frames, total=total, unit=kind[:-1], desc="mvp-predict", disable=not progress
+    ):
+        height, width = frame.image_bgr.shape[:2]
+        if boxes is None:
+            frame_boxes = np.array([[0, 0, width, height]], np.float32)
+            frame_scores = np.ones(1, np.float32)
+        else:
+            frame_boxes, frame_scores = boxes_by_image.get(
+                frame.image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            )
+            keep = frame_scores >= bbox_score_thr
+            frame_boxes, frame_scores = frame_boxes[keep], frame_scores[keep]
+        predicted = estimator(frame.image_bgr, frame_boxes)
+        frame_results = coco_results(
+            image_ids=np.full(len(frame_boxes), frame.image_id),
+            instance_ids=np.arange(len(frame_boxes)),
+            bbox_scores=frame_scores,
+            settings=estimator.evaluation,
+            **predicted,
+        )
+        results.extend(frame_results)
+        index.append({"id": frame.image_id, "file_name": frame.file_name,
+                      "width": width, "height": height})  # fmt: skip
+        if render:
+            drawn = _draw(frame.image_bgr, frame_results, keypoint_draw_thr)
+            if kind == "frames":
+                if writer is None:
+                    video = str(out_dir / f"{source.stem}.pose.mp4")
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                    writer = cv2.VideoWriter(video, fourcc, fps, (width, height))
+                    if not writer.isOpened():
+                        raise RuntimeError(f"OpenCV cannot write {video} (mp4v codec missing?)")
+                writer.write(drawn)
+            else:
+                (out_dir / "vis").mkdir(exist_ok=True)
+                cv2.imwrite(str(out_dir / "vis" / frame.file_name), drawn)
+    if writer is not None:
+        writer.release()
+    if kind == "frames" and boxes is not None:  # a video's frame count is known only now
+        check_boxes_match(boxes, [entry["id"] for entry in index], f"{len(index)} video frames")
+    write_json(results_path, results, overwrite=overwrite, indent=None)
+    write_json(out_dir / "images.json", index, indent=1)
+    return results
+
+
+def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.ndarray:
+    if not results:
+        return image_bgr
+    flat = np.asarray([r["keypoints"] for r in results], dtype=np.float32).reshape(
+        len(results), -1, 3
+    )
+    return draw_skeleton(image_bgr, flat[..., :2], flat[..., 2], score_thr=score_thr)
+
+
+def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Boxes per image id, without those of zero or negative size: no crop can be cut there."""
+    by_image = boxes.by_image()
+    usable, empty = {}, 0
+    for image_id, (xyxy, scores) in by_image.items():
+        keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+        empty += int((~keep).sum())
+        if keep.any():
+            usable[image_id] = (xyxy[keep], scores[keep])
+    if empty:
+        log.info("%s: skipped %d boxes of zero or negative size", boxes.source, empty)
+    return usable

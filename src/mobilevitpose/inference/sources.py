@@ -1,0 +1,101 @@
+"""What `mvp-predict` reads: images, folders of images and videos, each frame with an image id
+that matches the person boxes given for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mobilevitpose.data.coco import PersonBoxes
+from mobilevitpose.data.image_io import read_image
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+
+
+@dataclass(frozen=True)
+class Frame:
+    image_id: int
+    file_name: str
+    image_bgr: np.ndarray
+
+
+def list_images(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+    return files
+
+
+def coco_image_id(path: Path) -> int | None:
+    """COCO names images by id (000000000785.jpg -> 785)."""
+    return int(path.stem) if path.stem.isdigit() else None
+
+
+def image_ids(files: Sequence[Path], boxes: PersonBoxes | None) -> list[int]:
+    """An id per image: from the annotation file's file names, from COCO file names, or, when
+    some name is not a number and no boxes need matching, each file's position (1-based)."""
+    if boxes is None and any(coco_image_id(path) is None for path in files):
+        return list(range(1, len(files) + 1))
+    ids = []
+    for path in files:
+        if boxes is not None and boxes.ids_by_file:
+            if path.name not in boxes.ids_by_file:
+                raise ValueError(
+                    f"image {path} is not listed in the annotation file {boxes.source}"
+                )
+            ids.append(boxes.ids_by_file[path.name])
+        elif boxes is not None:
+            image_id = coco_image_id(path)
+            if image_id is None:
+                raise ValueError(
+                    f"cannot match {path.name} to the detection file {boxes.source}: detections "
+                    "name images by id, so the files need COCO names (000000000785.jpg); pass the "
+                    "COCO annotation file as --boxes instead"
+                )
+            ids.append(image_id)
+        else:
+            ids.append(coco_image_id(path))
+    if len(set(ids)) != len(ids):
+        raise ValueError("two input images map to the same image id; rename them")
+    return ids
+
+
+def check_boxes_match(boxes: PersonBoxes, known_ids: Sequence[int], what: str) -> None:
+    unknown = sorted(set(boxes.image_ids.tolist()) - set(known_ids))
+    if unknown:
+        raise ValueError(
+            f"{boxes.source} has boxes for {len(unknown)} image id(s) that are not among the "
+            f"{what}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}; give the boxes of "
+            "these inputs only"
+        )
+
+
+def read_images(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame]:
+    for path, image_id in zip(files, ids, strict=True):
+        yield Frame(image_id, path.name, read_image(path))
+
+
+def open_video(path: Path) -> tuple[cv2.VideoCapture, int, float]:
+    """The capture, its frame count as the container states it (a progress-bar estimate),
+    and its frame rate."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {path} (corrupt, or a codec OpenCV lacks)")
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    return capture, frames, capture.get(cv2.CAP_PROP_FPS) or 25.0
+
+
+def read_video(capture: cv2.VideoCapture, stem: str) -> Iterator[Frame]:
+    """Frames with ids 0, 1, ... (a detection file for a video names frames by these ids)."""
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield Frame(index, f"{stem}_{index:06d}.jpg", frame)
+        index += 1

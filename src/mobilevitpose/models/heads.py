@@ -1,0 +1,115 @@
+"""Heatmap heads: backbone feature map -> one heatmap per keypoint at 1/4 input resolution.
+
+Every head takes `in_channels` and `in_reduction` from the backbone's feature_info and checks
+that it lands on `out_reduction` (4 by default), so a head/backbone mismatch fails at build time
+instead of producing heatmaps of the wrong size. The pose model reads `out_reduction` to derive
+its heatmap size.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+def _init_heatmap_weights(module: nn.Module) -> None:
+    # Normal(std=0.001) for (de)convolutions, as the reference heads do: near-zero initial
+    # heatmaps keep the first MSE steps from being dominated by noise.
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
+            nn.init.normal_(m.weight, std=0.001)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def _check_stride(head: str, in_reduction: int, upsample: float, out_reduction: int) -> None:
+    if in_reduction / upsample != out_reduction:
+        raise ValueError(
+            f"{head}: backbone features at stride {in_reduction} upsampled x{upsample:g} give "
+            f"stride {in_reduction / upsample:g}, but heatmaps must be at stride {out_reduction}"
+        )
+
+
+class DeconvHead(nn.Module):
+    """SimpleBaseline head (MMPose `TopdownHeatmapSimpleHead`), the paper's head.
+
+    N x [ConvTranspose2d(k=4, s=2, p=1, no bias), BN, ReLU] then a 1x1 conv to K heatmaps.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_reduction: int,
+        num_keypoints: int = 17,
+        num_deconv: int = 3,
+        deconv_channels: int = 256,
+        out_reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        _check_stride("DeconvHead", in_reduction, 2**num_deconv, out_reduction)
+        self.out_reduction = out_reduction
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(num_deconv):
+            layers += [
+                nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(deconv_channels),
+                nn.ReLU(inplace=True),
+            ]
+            channels = deconv_channels
+        self.deconv = nn.Sequential(*layers)
+        self.final = nn.Conv2d(channels, num_keypoints, 1)
+        _init_heatmap_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final(self.deconv(x))
+
+
+class SimpleHead(nn.Module):
+    """The paper's equation (6), ViTPose's simple decoder: ReLU -> bilinear upsample -> 3x3 conv.
+
+    The upsampling factor is whatever takes the backbone stride to `out_reduction` (x4 for a
+    stride-16 ViT, x8 for MobileViT's stride 32).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_reduction: int,
+        num_keypoints: int = 17,
+        out_reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        factor = in_reduction / out_reduction
+        if factor < 1 or factor != int(factor):
+            _check_stride("SimpleHead", in_reduction, max(int(factor), 1), out_reduction)
+        self.out_reduction = out_reduction
+        self.act = nn.ReLU()
+        self.upsample = nn.Upsample(scale_factor=int(factor), mode="bilinear", align_corners=False)
+        self.final = nn.Conv2d(in_channels, num_keypoints, 3, padding=1)
+        _init_heatmap_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final(self.upsample(self.act(x)))
+
+
+class ConvHead(nn.Module):
+    """HRNet-style head: a 1x1 conv on a feature map that is already at stride 4."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        in_reduction: int,
+        num_keypoints: int = 17,
+        out_reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        _check_stride("ConvHead", in_reduction, 1, out_reduction)
+        self.out_reduction = out_reduction
+        self.final = nn.Conv2d(in_channels, num_keypoints, 1)
+        _init_heatmap_weights(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.final(x)

@@ -1,0 +1,1 @@
+"""Tables and figures of the paper from model configs and finished runs."""

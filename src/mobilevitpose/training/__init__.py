@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its schedule and callbacks, run directories and configs."""

@@ -1,0 +1,85 @@
+"""Finding and composing the Hydra configs outside a Hydra app (tests, tools, benchmarks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+import hydra.utils
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+
+from mobilevitpose.models.build import build_pose_model
+from mobilevitpose.models.pose_model import PoseModel
+from mobilevitpose.training.runs import run_dir
+
+# The configs live beside the package in the repository (Lightning-Hydra template layout);
+# an editable install (`pip install -e .`) keeps them reachable.
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+if not OmegaConf.has_resolver("mvp_run_dir"):
+    # Cached like Hydra's own `now`: every job of a sweep then shares one sweep directory.
+    OmegaConf.register_new_resolver("mvp_run_dir", run_dir, use_cache=True)
+
+
+def config_dir() -> Path:
+    if not (CONFIG_DIR / "train.yaml").is_file():
+        raise FileNotFoundError(
+            f"mobilevitpose's Hydra configs are not at {CONFIG_DIR}; install the package from "
+            "its repository with `pip install -e .` so that conf/ stays beside src/."
+        )
+    return CONFIG_DIR
+
+
+def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """`hydra.main` for console scripts, reading the configs from `conf/` beside `src/`.
+
+    Hydra resolves `config_path` inside the task's *package* when the task lives in an
+    imported module (as a console script's does), which cannot reach a top-level `conf/`.
+    Presenting the task as a script makes Hydra resolve the (absolute) path as a folder.
+    """
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        task.__module__ = "__main__"
+        return hydra.main(version_base="1.3", config_path=str(config_dir()),
+                          config_name=config_name)(task)  # fmt: skip
+
+    return decorate
+
+
+def available(group: str) -> list[str]:
+    """Option names of a config group, e.g. available('model')."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def compose(config_name: str = "train", overrides: Sequence[str] = ()) -> DictConfig:
+    with initialize_config_dir(str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))
+
+
+def to_plain(cfg: DictConfig | None) -> Any:
+    """A config node as plain, resolved Python values (None stays None)."""
+    if cfg is None:
+        return None
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def instantiate(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, raising the builder's own error: Hydra wraps it in an
+    InstantiationException, while the original names the file or value at fault."""
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except InstantiationException as err:
+        raise (err.__cause__ or err) from None
+
+
+def build_model(name: str, overrides: Sequence[str] = (), init: str = "plain") -> PoseModel:
+    """Instantiate a model config by name (conf/model/<name>.yaml) with an init (conf/init/)."""
+    if name not in available("model"):
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available('model'))}")
+    cfg = compose("train", [f"model={name}", f"init={init}", *overrides])
+    return build_pose_model(to_plain(cfg.model), to_plain(cfg.init))

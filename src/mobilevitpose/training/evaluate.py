@@ -1,0 +1,47 @@
+"""Scoring a checkpoint with the exact COCO keypoint protocol, on its run's data or another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mobilevitpose.data.coco import coco_paths
+from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
+from mobilevitpose.training.config import to_plain
+from mobilevitpose.training.module import module_from_checkpoint
+from mobilevitpose.training.runs import format_metrics, write_metrics
+from mobilevitpose.training.train import build_datamodule, coco_metrics
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Validate `cfg.ckpt_path` with its run's data settings, updated by the non-null values of
+    `cfg.data`, and its evaluation settings, updated by `cfg.evaluation`."""
+    output_dir = Path(cfg.paths.output_dir)
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    saved = checkpoint.get(CONFIG_KEY) or {}
+    if not saved.get("data"):
+        raise ValueError(f"{cfg.ckpt_path} carries no data config; was it written by mvp-train?")
+    data_cfg = OmegaConf.create(saved["data"])
+    for key, value in cfg.data.items():
+        if value is not None:
+            data_cfg[key] = value
+    data_cfg.synthetic = None  # evaluating never generates data
+    data_cfg.recipe = None  # nor trains
+    module = module_from_checkpoint(
+        checkpoint,
+        evaluation=to_plain(cfg.evaluation),
+        val_ann_file=coco_paths(data_cfg.root, "val")[0],
+        results_dir=output_dir,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    datamodule = build_datamodule(data_cfg, module.codec, seed=saved.get("seed", 0))
+    trainer: L.Trainer = instantiate(cfg.trainer)
+    metrics = coco_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
+    if trainer.is_global_zero:
+        write_metrics(output_dir / "metrics.json", metrics, checkpoint=str(cfg.ckpt_path),
+                      boxes=datamodule.box_source)  # fmt: skip
+        print(f"\nCOCO keypoint metrics of {cfg.ckpt_path}:\n{format_metrics(metrics)}\n")
+    return metrics

@@ -1,0 +1,86 @@
+"""What a run leaves behind and where: its directory, config, metrics.json, and resuming it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mobilevitpose.files import write_json
+
+
+def run_dir(resume: str | None, base: str) -> str:
+    """Hydra's run directory: a new timestamped one under `base`, or the run being resumed.
+
+    `resume` is a run directory, or "last" for the newest run under `base` that has a
+    checkpoint. Microsecond timestamps keep two runs from ever sharing (overwriting) a directory.
+    """
+    if resume in (None, "", "null"):
+        return f"{base}/{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+    if resume == "last":
+        candidates = sorted(
+            Path(base).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+        )
+        if not candidates:
+            raise FileNotFoundError(f"resume=last: no run with checkpoints/last.ckpt under {base}")
+        return str(candidates[-1].parents[1])
+    path = Path(resume).expanduser()
+    if not (path / "checkpoints" / "last.ckpt").is_file():
+        raise FileNotFoundError(
+            f"resume={resume}: {path}/checkpoints/last.ckpt does not exist; give the directory "
+            "of a run that saved a checkpoint, or resume=last"
+        )
+    return str(path.resolve())
+
+
+def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
+    """The saved config of the run in `output_dir` when this start continues it, else None.
+
+    A run continues when `resume` names it (Hydra then put us in its directory), or when SLURM
+    requeues a preempted job into the same directory. Any other start in a directory that
+    already holds checkpoints is refused, so nothing a run made is overwritten.
+    """
+    last = output_dir / "checkpoints" / "last.ckpt"
+    requeued = bool(os.environ.get("SLURM_RESTART_COUNT")) and last.is_file()
+    if cfg.get("resume") or requeued:
+        saved = OmegaConf.load(output_dir / "config.yaml")
+        assert isinstance(saved, DictConfig)
+        saved.ckpt_path = str(last)
+        saved.resume = str(output_dir)
+        return saved
+    existing = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    if existing and cfg.get("ckpt_path") is None:
+        raise FileExistsError(
+            f"{output_dir} already holds checkpoints ({existing[0].name}, ...); continue that "
+            f"run with resume={output_dir}, or pick a new hydra.run.dir. Nothing was overwritten."
+        )
+    return None
+
+
+def pin_wandb_run(cfg: DictConfig) -> None:
+    """Give the wandb logger a fixed run id, saved in config.yaml, so that a resumed run logs
+    into the same wandb run."""
+    wandb_cfg = (cfg.get("logger") or {}).get("wandb")
+    if wandb_cfg is not None and not wandb_cfg.get("id"):
+        # wandb's own id helper moved between releases; any unique [a-z0-9] string will do.
+        with open_dict(wandb_cfg):
+            wandb_cfg.id = secrets.token_hex(4)
+            wandb_cfg.resume = "allow"
+
+
+def write_metrics(path: Path, metrics: dict[str, float], **extra: Any) -> None:
+    """metrics.json: the ten COCO stats as `val/<name>` plus what produced them."""
+    payload = {**extra, **{f"val/{name}": value for name, value in metrics.items()}}
+    write_json(path, payload)
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """The COCO stats as a two-line table for the console."""
+    names = list(metrics)
+    head = " | ".join(f"{n:>6}" for n in names)
+    values = " | ".join(f"{metrics[n]:6.4f}" for n in names)
+    return f"{head}\n{values}"

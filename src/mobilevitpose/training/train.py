@@ -1,0 +1,122 @@
+"""Training a pose model from a composed config, then scoring its best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.data.coco import coco_paths
+from mobilevitpose.data.datamodule import CocoDataModule
+from mobilevitpose.evaluation.coco_metric import STAT_NAMES
+from mobilevitpose.inference.checkpoint import CONFIG_KEY
+from mobilevitpose.training.callbacks import RunConfigInCheckpoints
+from mobilevitpose.training.config import instantiate, to_plain
+from mobilevitpose.training.module import PoseLitModule
+from mobilevitpose.training.runs import (
+    format_metrics,
+    pin_wandb_run,
+    resumed_config,
+    write_metrics,
+)
+
+log = logging.getLogger(__name__)
+
+
+def build_datamodule(data_cfg: DictConfig, codec: HeatmapCodec, seed: int = 0) -> CocoDataModule:
+    """The data config with the model's codec. The codec goes in after instantiation: Hydra
+    would turn a dataclass argument into a config node."""
+    build = instantiate(data_cfg, _partial_=True, _convert_="all")
+    return build(codec=codec, seed=seed)
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    # The whole run config, not only the module's arguments, so that dashboards can group and
+    # filter by init, data and trainer settings too.
+    for logger in loggers:
+        logger.log_hyperparams(to_plain(cfg))
+    return loggers
+
+
+def coco_metrics(logged: list[dict[str, float]]) -> dict[str, float]:
+    """The ten COCO stats from what `trainer.validate` returns (`val/<name>` keys)."""
+    return {name: float(logged[0][f"val/{name}"]) for name in STAT_NAMES}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then validate the best checkpoint; returns its ten COCO stats."""
+    output_dir = Path(cfg.paths.output_dir)
+    resumed = resumed_config(cfg, output_dir)
+    if resumed is not None:
+        cfg = resumed
+        log.info("resuming %s from %s", output_dir, cfg.ckpt_path)
+    elif rank_zero_only.rank == 0:  # DDP workers re-enter here: the run is written once
+        pin_wandb_run(cfg)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    L.seed_everything(cfg.seed, workers=True)
+
+    module: PoseLitModule = instantiate(
+        cfg.module,
+        val_ann_file=str(coco_paths(cfg.data.root, "val")[0]),
+        results_dir=str(output_dir),
+    )
+    datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
+    loggers = build_loggers(cfg)
+    callbacks = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
+    callbacks.append(RunConfigInCheckpoints(to_plain(cfg), key=CONFIG_KEY))
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    failed = True
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if trainer.fast_dev_run:
+            failed = False
+            return {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        metrics = coco_metrics(
+            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        )
+        if trainer.is_global_zero:
+            write_metrics(
+                output_dir / "metrics.json",
+                metrics,
+                checkpoint=best,
+                epoch=torch.load(best, map_location="cpu", weights_only=False)["epoch"]
+                if best
+                else trainer.current_epoch,
+                boxes=datamodule.box_source,
+                model=cfg.model.name,
+                init=cfg.init.name,
+                experiment=cfg.experiment_name,
+            )
+            print(f"\nCOCO keypoint metrics of {best or 'the last weights'}:\n"
+                  f"{format_metrics(metrics)}\n")  # fmt: skip
+        failed = False
+        return metrics
+    finally:
+        # A crash still closes the wandb run, marked failed rather than left running.
+        for logger in loggers:
+            experiment = getattr(logger, "_experiment", None)
+            if experiment is not None and hasattr(experiment, "finish"):
+                experiment.finish(exit_code=1 if failed else 0)
+
+
+def describe(cfg: DictConfig) -> str:
+    """One line per setting that tells runs of a sweep apart, for dry runs and logs."""
+    augment = cfg.augment
+    return (
+        f"model={cfg.model.name} init={cfg.init.name} input={list(cfg.model.input_size)} "
+        f"data={cfg.data.root} augment=({augment.style}, rotate {augment.rotate_factor}, "
+        f"flip {augment.flip_prob}) boxes={cfg.data.boxes} "
+        f"codec={cfg.codec.kind} optimizer={cfg.optimizer._target_.rsplit('.', 1)[-1]} "
+        f"lr={cfg.optimizer.lr} batch={cfg.data.batch_size} epochs={cfg.trainer.max_epochs} "
+        f"milestones={list(cfg.scheduler.milestones) if cfg.scheduler else None} "
+        f"flip_test={cfg.evaluation.flip_test} out={cfg.paths.output_dir}"
+    )

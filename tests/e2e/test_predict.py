@@ -1,0 +1,181 @@
+"""mvp-predict: images, folders and videos; boxes from files or whole images; ONNX backend."""
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from helpers import build_module, fit_one_batch, load_module, save_checkpoint
+from mobilevitpose.cli.predict import main
+from mobilevitpose.data.image_io import ImageReadError
+from mobilevitpose.data.synthetic import generate
+from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
+from mobilevitpose.inference.onnx import export_onnx
+from mobilevitpose.inference.predict import RESULTS_FILE, predict
+from mobilevitpose.training.config import compose, to_plain
+from mobilevitpose.training.train import build_datamodule
+
+TINY = ["model.input_size=[64,64]", "codec.sigma=1.0"]
+OVERFIT_STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def people_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("synthetic"), num_train=1, num_val=3, seed=1)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, people_root) -> Path:
+    """XXS at 64x64 overfitted to the synthetic val people: its heatmaps have real peaks, as a
+    trained model's do, and its keypoints should land near the ground truth."""
+    root = tmp_path_factory.mktemp("ckpt")
+    cfg = compose("train", [*TINY, f"paths.output_dir={root}", f"paths.log_dir={root}",
+                            f"data.root={people_root}", "data.boxes=gt"])  # fmt: skip
+    torch.manual_seed(0)
+    module = build_module(cfg)
+    datamodule = build_datamodule(cfg.data, module.codec)
+    datamodule.setup("validate")
+    fit_one_batch(module, next(iter(datamodule.val_dataloader())), steps=OVERFIT_STEPS)
+    path = root / "last.ckpt"
+    save_checkpoint(module, path, to_plain(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory) -> Path:
+    module, _ = load_module(checkpoint)
+    return export_onnx(module.model, tmp_path_factory.mktemp("onnx") / "m.onnx", codec=module.codec)
+
+
+def _load_results(gt_file: Path, results_file: Path) -> COCO:
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(gt_file)).loadRes(str(results_file))
+
+
+def test_coco_sample_with_its_detection_file(checkpoint, coco_sample_root, tmp_path):
+    boxes = (
+        coco_sample_root / "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
+    )
+    out = tmp_path / "out"
+    results = predict(checkpoint, coco_sample_root / "val2017", out, boxes_file=boxes,
+                      progress=False)  # fmt: skip
+    gt_file = coco_sample_root / "annotations/person_keypoints_val2017.json"
+    loaded = _load_results(gt_file, out / RESULTS_FILE)
+    assert len(loaded.anns) == len(results) > 0
+    detections = json.loads(boxes.read_text())
+    assert len(results) <= len(detections)  # OKS-NMS may drop some, never adds
+    assert len(list((out / "vis").glob("*.jpg"))) == 4
+    # Keypoints land in image coordinates, about the crop of a detection: the box padded by
+    # 1.25 and made square. The median of the found keypoints (heatmap maximum > 0) is checked:
+    # on real photos, far from the synthetic people this model was fitted to, its heatmaps are
+    # flat, and the UDP decoding's Newton refinement throws a few of their maxima far away.
+    boxes_by_image: dict[int, list] = {}
+    for det in detections:
+        boxes_by_image.setdefault(det["image_id"], []).append(det["bbox"])
+    for result in results:
+        keypoints = np.asarray(result["keypoints"]).reshape(-1, 3)
+        xy = np.median(keypoints[keypoints[:, 2] > 0, :2], axis=0)
+        assert any(
+            np.abs(xy - [x + w / 2, y + h / 2]).max() <= 1.25 * max(w, h) / 2
+            for x, y, w, h in boxes_by_image[result["image_id"]]
+        )
+
+
+def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_root, tmp_path):
+    gt_file = people_root / "annotations/person_keypoints_val2017.json"
+    gt = json.loads(gt_file.read_text())
+    people = [a for a in gt["annotations"] if not a.get("iscrowd", 0)]
+    results = predict(checkpoint, people_root / "val2017", tmp_path / "gt_boxes",
+                      boxes_file=gt_file, evaluation={"nms_thr": None}, progress=False)  # fmt: skip
+    assert len(results) == len(people)
+    assert len(_load_results(gt_file, tmp_path / "gt_boxes" / RESULTS_FILE).anns) == len(people)
+    # the model was overfitted to these people: its keypoints, in image px, are theirs
+    assert CocoKeypointEvaluator(gt_file).evaluate(results)["AP"] > 0.5
+
+    whole = predict(checkpoint, people_root / "val2017", tmp_path / "whole", progress=False)
+    index = json.loads((tmp_path / "whole" / "images.json").read_text())
+    assert len(whole) == len(index) == 3  # one box per image: the image
+    assert {r["image_id"] for r in whole} == {im["id"] for im in gt["images"]}  # COCO file names
+
+
+def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(checkpoint, tmp_path):
+    from mobilevitpose.evaluation.settings import EvaluationSettings
+    from mobilevitpose.inference.estimator import PoseEstimator
+
+    module, _ = load_module(checkpoint)
+    settings = EvaluationSettings(flip_test=False, keypoint_score_thr=0.3, nms_thr=0.8)
+    off = export_onnx(module.model, tmp_path / "off.onnx", codec=module.codec, evaluation=settings)
+    unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec)
+    assert PoseEstimator.load(off).evaluation == settings
+    assert PoseEstimator.load(off).with_evaluation(flip_test=True).evaluation.flip_test is True
+    assert PoseEstimator.load(unrecorded).evaluation == EvaluationSettings()
+    assert PoseEstimator.load(checkpoint).evaluation == module.evaluation
+
+
+def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file, people_root,
+                                                          tmp_path):  # fmt: skip
+    images = people_root / "val2017"
+    boxes = people_root / "annotations/person_keypoints_val2017.json"
+    torch_results = predict(checkpoint, images, tmp_path / "pt", boxes_file=boxes, progress=False)
+    onnx_results = predict(onnx_file, images, tmp_path / "onnx", boxes_file=boxes,
+                           backend="onnx", progress=False)  # fmt: skip
+    assert len(torch_results) == len(onnx_results) > 0
+    torch_kpts = np.asarray([r["keypoints"] for r in torch_results]).reshape(-1, 3)
+    onnx_kpts = np.asarray([r["keypoints"] for r in onnx_results]).reshape(-1, 3)
+    assert [r["image_id"] for r in torch_results] == [r["image_id"] for r in onnx_results]
+    np.testing.assert_allclose(onnx_kpts[:, 2], torch_kpts[:, 2], rtol=0, atol=1e-5)
+    assert np.abs(onnx_kpts[:, :2] - torch_kpts[:, :2]).max() < 0.01
+
+
+def test_a_video_gives_results_per_frame_and_a_rendered_video(checkpoint, people_root, tmp_path):
+    video = tmp_path / "clip.mp4"
+    frames = [cv2.imread(str(p)) for p in sorted((people_root / "val2017").glob("*.jpg"))]
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
+    for frame in frames:
+        writer.write(cv2.resize(frame, (width, height)))
+    writer.release()
+    main([str(checkpoint), str(video), "--out", str(tmp_path / "poses")])
+    results = json.loads((tmp_path / "poses" / RESULTS_FILE).read_text())
+    assert sorted(r["image_id"] for r in results) == [0, 1, 2]
+    rendered = cv2.VideoCapture(str(tmp_path / "poses" / "clip.pose.mp4"))
+    assert int(rendered.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, people_root,
+                                                               tmp_path):  # fmt: skip
+    note = tmp_path / "notes.txt"
+    note.write_text("not an image")
+    with pytest.raises(ValueError, match=r"notes\.txt is neither an image"):
+        predict(checkpoint, note, tmp_path / "a", progress=False)
+    corrupt = tmp_path / "folder" / "000000000001.jpg"
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(ImageReadError, match=r"000000000001\.jpg"):
+        predict(checkpoint, corrupt.parent, tmp_path / "b", progress=False)
+    with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
+        predict(tmp_path / "missing.ckpt", people_root / "val2017", tmp_path / "c")
+
+    # boxes that name images the input does not have
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted((people_root / "val2017").glob("*.jpg"))[0]
+    shutil.copy(first, one / first.name)
+    detections = people_root / "person_detection_results"
+    (det_file,) = detections.glob("*.json")
+    with pytest.raises(ValueError, match="not among the 1 input images"):
+        predict(checkpoint, one, tmp_path / "d", boxes_file=det_file, progress=False)
+
+    # results already there are never replaced without --overwrite
+    predict(checkpoint, one, tmp_path / "e", progress=False)
+    before = (tmp_path / "e" / RESULTS_FILE).read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        predict(checkpoint, one, tmp_path / "e", progress=False)
+    assert (tmp_path / "e" / RESULTS_FILE).read_bytes() == before

@@ -1,0 +1,155 @@
+"""Runs that survive: resume after SIGKILL, atomic checkpoints, the NaN guard, DDP training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec.implementations.local
+import pytest
+import torch
+from hydra.core.global_hydra import GlobalHydra
+
+from helpers import TINY_TRAIN, load_module
+from mobilevitpose.training import module as module_lib
+from mobilevitpose.training.config import compose
+from mobilevitpose.training.train import train
+
+EPOCHS = ["trainer.max_epochs=5", "trainer.check_val_every_n_epoch=1", "scheduler.warmup_iters=3",
+          "scheduler.milestones=[3]", "trainer.deterministic=true"]  # fmt: skip
+
+
+def _train_command(run_dir: Path, root: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "mobilevitpose.training.train", f"hydra.run.dir={run_dir}",
+            f"data.root={root}", *TINY_TRAIN, *EPOCHS, *overrides]  # fmt: skip
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "WANDB_MODE": "disabled", "PYTHONHASHSEED": "0"}
+
+
+def _final(run_dir: Path) -> tuple[dict, int]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {k: v for k, v in metrics.items() if k.startswith("val/") or k == "epoch"}, last[
+        "global_step"
+    ]
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    # Validation every 2 epochs: last.ckpt must still be written after every epoch.
+    every_2 = "trainer.check_val_every_n_epoch=2"
+    subprocess.run(_train_command(whole, synthetic_root, every_2), check=True, env=_env(),
+                   timeout=600)  # fmt: skip
+
+    proc = subprocess.Popen(_train_command(killed, synthetic_root, every_2), env=_env())
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "metrics.json").exists()
+    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    assert killed_at["epoch"] < 4  # killed before the last epoch
+
+    # One override resumes it: the saved config, the last checkpoint, the same directory.
+    subprocess.run(
+        [sys.executable, "-m", "mobilevitpose.training.train", f"resume={killed}"],
+        check=True, env=_env(), timeout=600,
+    )  # fmt: skip
+    assert _final(killed) == _final(whole)
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        max_epochs=0)  # fmt: skip
+    model = L.LightningModule()
+    model.layer = torch.nn.Linear(2, 2)
+    trainer.strategy.connect(model)
+    path = tmp_path / "last.ckpt"
+    trainer.save_checkpoint(path)
+    before = path.read_bytes()
+
+    def dies_halfway(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(fsspec.implementations.local.LocalFileOpener, "write", dies_halfway)
+    with torch.no_grad():
+        model.layer.weight.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(path)
+    assert path.read_bytes() == before  # Lightning writes a temp file and renames it
+
+
+@pytest.mark.slow
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path, synthetic_root, monkeypatch
+):
+    GlobalHydra.instance().clear()
+    cfg = compose("train", [f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}",
+                            f"data.root={synthetic_root}", *TINY_TRAIN, *EPOCHS])  # fmt: skip
+    real_loss, calls = module_lib.keypoint_mse_loss, []
+
+    def poisoned(*args):
+        calls.append(1)
+        loss = real_loss(*args)
+        # 20 train instances, batches of 8: 2 steps an epoch; the 4th is in the second epoch
+        return loss * float("nan") if len(calls) == 4 else loss
+
+    monkeypatch.setattr(module_lib, "keypoint_mse_loss", poisoned)
+    with pytest.raises(FloatingPointError, match=r"global step 3 .*image ids \[\d+"):
+        train(cfg)
+    module, _ = load_module(tmp_path / "checkpoints" / "last.ckpt")
+    assert all(torch.isfinite(p).all() for p in module.parameters())
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
+                       weights_only=False)  # fmt: skip
+    assert saved["global_step"] == 2 and saved["epoch"] == 0  # the end of the first epoch
+
+
+@pytest.mark.slow
+def test_two_process_ddp_training_writes_the_run_once(tmp_path, synthetic_root):
+    run = tmp_path / "ddp"
+    subprocess.run(
+        _train_command(run, synthetic_root, "trainer=ddp", "trainer.accelerator=cpu",
+                       "trainer.devices=2", "trainer.max_epochs=2", "trainer.precision=32-true",
+                       "trainer.benchmark=false"),
+        check=True, env=_env(), timeout=600, cwd=tmp_path,
+    )  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) >= {"val/AP", "val/AR"}
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    rows = (run / "csv" / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch") and len(rows) > 2
+    # One run directory, config, metrics log and results file: rank 1 adds only the console
+    # log Lightning's relaunch gives it (its job name), for debugging a crash on that rank.
+    assert sorted(p.name for p in run.iterdir()) == sorted(
+        [".hydra", "checkpoints", "config.yaml", "csv", "metrics.json", "val.keypoints.json",
+         "train.log", "train_ddp_process_1.log"]
+    )  # fmt: skip
+    assert not list(tmp_path.glob("runs"))
+
+
+@pytest.mark.slow
+def test_bench_train_reports_real_and_in_memory_throughput(tmp_path, synthetic_root):
+    from mobilevitpose.cli.bench_train import main as bench_train
+
+    out = tmp_path / "bench_train.json"
+    bench_train([
+        "--models", "mobilevitpose_xxs", "--input-size", "64", "64", "--batch", "4",
+        "--workers", "0", "--steps", "2", "--warmup", "1", "--device", "cpu",
+        "--precision", "32-true", "--data-root", str(synthetic_root), "--out", str(out),
+    ])  # fmt: skip
+    result = json.loads(out.read_text())["models"]["mobilevitpose_xxs"]
+    assert result["images_per_s"] > 0 and result["images_per_s_in_memory"] > 0
+    assert isinstance(result["data_bound"], bool) and 0 < result["data_share"]
+    assert result["train_instances"] == 20

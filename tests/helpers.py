@@ -1,0 +1,84 @@
+"""Helpers that tests import (fixtures live in conftest.py)."""
+
+import torch
+from torch import nn
+
+from mobilevitpose.training.module import PoseLitModule
+from mobilevitpose.training.step import fit_batches
+
+# XXS at 64x64 on a tiny synthetic set: seconds per epoch on a CPU.
+TINY_TRAIN = [
+    "model.input_size=[64,64]",
+    "codec.sigma=1.0",
+    "data.num_workers=0",
+    "data.persistent_workers=false",
+    "data.batch_size=8",
+    "data.val_batch_size=8",
+    "data.synthetic=null",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_progress_bar=false",
+]
+
+
+def like_trained(model: nn.Module, seed: int = 0) -> nn.Module:
+    """A fresh head's heatmaps are ~1e-6, against which parity checks prove nothing and whose
+    maxima are ties: give the head unit-scale weights and every BatchNorm non-trivial
+    statistics."""
+    torch.manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0.0, 0.1)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0.0, 0.1)
+    for module in model.head.modules():
+        if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
+            module.reset_parameters()
+    return model.eval()
+
+
+def fit_one_batch(module: PoseLitModule, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
+    """`steps` AdamW steps of `module` on one batch, through the training step mvp-train runs."""
+    return fit_batches(module, [batch] * steps, lr=lr)
+
+
+def build_module(cfg, **kwargs) -> PoseLitModule:
+    """The LightningModule of a composed train config, as mvp-train instantiates it."""
+    from mobilevitpose.training.config import instantiate
+
+    return instantiate(cfg.module, **kwargs)
+
+
+def load_module(path) -> tuple[PoseLitModule, dict]:
+    """The module of a checkpoint file and the run config saved in it."""
+    from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
+    from mobilevitpose.training.module import module_from_checkpoint
+
+    checkpoint = read_checkpoint(path)
+    return module_from_checkpoint(checkpoint), checkpoint.get(CONFIG_KEY) or {}
+
+
+def save_checkpoint(module: PoseLitModule, path, run_config: dict) -> None:
+    """What a Lightning checkpoint of mvp-train holds, written without a Trainer."""
+    from mobilevitpose.inference.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY
+
+    hparams = dict(module.hparams)
+    hparams["init"] = {**(hparams.get("init") or {}), "pretrained": False, "file": None}
+    torch.save(
+        {
+            "state_dict": module.state_dict(),
+            "hyper_parameters": hparams,
+            CONFIG_KEY: run_config,
+            FORMAT_KEY: FORMAT,
+        },
+        path,
+    )
+
+
+def augment_recipe(name: str):
+    """The augmentation recipe of conf/augment/<name>.yaml."""
+    from hydra.utils import instantiate
+
+    from mobilevitpose.training.config import compose
+
+    return instantiate(compose("train", [f"augment={name}"]).augment)
