@@ -11,7 +11,7 @@ DATA ?= data
 SWEEP := $(RUNS)/table3-$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint format table2 bench bench-data bench-train reproduce-table3 clean-venv
+.PHONY: help install train test test-fast lint format table2 bench bench-data bench-train reproduce-table3 clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -30,13 +30,18 @@ train: $(STAMP)  ## quickstart: MobileViTPose-XXS on synthetic data, CPU, then C
 test: $(STAMP)  ## the whole test suite (CPU, offline)
 	WANDB_MODE=disabled $(PY) -m pytest
 
-lint: $(STAMP)  ## ruff check + format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+test-fast: $(STAMP)  ## the suite without the slow end-to-end runs (the inner loop)
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)  ## ruff, the type checker (mypy) and the layer contracts (import-linter)
+	$(VENV)/bin/ruff check src tests notebooks
+	$(VENV)/bin/ruff format --check src tests notebooks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)  ## ruff fix + format
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests notebooks
+	$(VENV)/bin/ruff format src tests notebooks
 
 table2: $(STAMP)  ## params and MACs of every model config (+AP/AR of ACCURACY_RUNS=dirs) -> reports/table2.{md,json}
 	$(VENV)/bin/mvp-table2 --out-dir $(REPORTS) $(if $(ACCURACY_RUNS),--runs $(ACCURACY_RUNS))

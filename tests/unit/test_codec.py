@@ -1,7 +1,6 @@
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from mobilevitpose.codec import (
     HeatmapCodec,
@@ -364,6 +363,22 @@ def symmetric_pose(rng: np.random.Generator, integer: bool) -> np.ndarray:
     return keypoints
 
 
+# --- configuration --------------------------------------------------------------------------
+
+
+def test_codec_validates_its_settings():
+    with pytest.raises(ValueError, match=r"\('msra', 'udp'\).*'dark'"):
+        HeatmapCodec("dark", INPUT_SIZE, HEATMAP_SIZE)
+    with pytest.raises(ValueError, match="msra' only"):
+        HeatmapCodec("udp", INPUT_SIZE, HEATMAP_SIZE, unbiased=True)
+    with pytest.raises(ValueError, match="blur_kernel_size"):
+        HeatmapCodec("msra", INPUT_SIZE, HEATMAP_SIZE, blur_kernel_size=10)
+    with pytest.raises(ValueError, match="heatmap_size"):
+        HeatmapCodec("msra", INPUT_SIZE, (64,))
+    # Hydra passes lists: they become tuples, so the codec stays hashable.
+    assert HeatmapCodec("udp", [192, 256], [48, 64]).input_size == (192, 256)
+
+
 @pytest.mark.parametrize("name", ["msra", "udp"])
 def test_flipped_back_heatmaps_peak_where_the_unflipped_ones_do(name):
     codec = make_codec(name)
@@ -386,47 +401,3 @@ def test_flip_shift_is_on_for_msra_and_dark_only():
     assert make_codec("msra").flip_shift
     assert make_codec("dark").flip_shift
     assert not make_codec("udp").flip_shift
-
-
-def test_flip_swaps_channels_and_mirrors_width():
-    heatmaps = np.random.default_rng(5).random((2, NUM_KEYPOINTS, H, W)).astype(np.float32)
-    flipped = flip_heatmaps(heatmaps, FLIP_INDICES, shift=False)
-    np.testing.assert_array_equal(flipped[:, 1], heatmaps[:, 2, :, ::-1])
-    np.testing.assert_array_equal(flipped[:, 0], heatmaps[:, 0, :, ::-1])
-    shifted = flip_heatmaps(heatmaps, FLIP_INDICES, shift=True)
-    np.testing.assert_array_equal(shifted[..., 1:], flipped[..., :-1])
-    np.testing.assert_array_equal(shifted[..., 0], flipped[..., 0])
-
-
-def test_flip_twice_is_identity_and_torch_matches_numpy():
-    heatmaps = np.random.default_rng(6).random((2, NUM_KEYPOINTS, H, W)).astype(np.float32)
-    twice = flip_heatmaps(flip_heatmaps(heatmaps, FLIP_INDICES, False), FLIP_INDICES, False)
-    np.testing.assert_array_equal(twice, heatmaps)
-    tensor = torch.from_numpy(heatmaps)
-    for shift in (False, True):
-        result = flip_heatmaps(tensor, FLIP_INDICES, shift)
-        assert isinstance(result, torch.Tensor)
-        np.testing.assert_array_equal(result.numpy(), flip_heatmaps(heatmaps, FLIP_INDICES, shift))
-    twice = flip_heatmaps(flip_heatmaps(tensor, FLIP_INDICES, False), FLIP_INDICES, False)
-    assert torch.equal(twice, tensor)
-
-
-def test_flip_rejects_wrong_channel_count():
-    with pytest.raises(ValueError, match="len\\(flip_indices\\) = 17"):
-        flip_heatmaps(np.zeros((3, H, W)), FLIP_INDICES, shift=False)
-
-
-# --- configuration --------------------------------------------------------------------------
-
-
-def test_codec_validates_its_settings():
-    with pytest.raises(ValueError, match=r"\('msra', 'udp'\).*'dark'"):
-        HeatmapCodec("dark", INPUT_SIZE, HEATMAP_SIZE)
-    with pytest.raises(ValueError, match="msra' only"):
-        HeatmapCodec("udp", INPUT_SIZE, HEATMAP_SIZE, unbiased=True)
-    with pytest.raises(ValueError, match="blur_kernel_size"):
-        HeatmapCodec("msra", INPUT_SIZE, HEATMAP_SIZE, blur_kernel_size=10)
-    with pytest.raises(ValueError, match="heatmap_size"):
-        HeatmapCodec("msra", INPUT_SIZE, (64,))
-    # Hydra passes lists: they become tuples, so the codec stays hashable.
-    assert HeatmapCodec("udp", [192, 256], [48, 64]).input_size == (192, 256)

@@ -31,10 +31,11 @@ from hydra.utils import instantiate
 
 from mobilevitpose.benchmarks.machine import machine_info
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import Instance, coco_paths, load_gt_instances
+from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.datamodule import GROUPED_CACHE_SIZE
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.image_io import to_rgb_tensor, warp_crop
+from mobilevitpose.data.instances import Instance, load_gt_instances
 from mobilevitpose.data.sampler import ImageGroupedSampler
 from mobilevitpose.geometry import apply_affine
 from mobilevitpose.training.config import compose

@@ -52,7 +52,9 @@ class Backend:
 
 
 def _torch_call(
-    model: torch.nn.Module, inputs: torch.Tensor, autocast: torch.dtype | None = None
+    model: Callable[[torch.Tensor], object],
+    inputs: torch.Tensor,
+    autocast: torch.dtype | None = None,
 ) -> Callable[[], object]:
     device_type = inputs.device.type
 
@@ -126,8 +128,7 @@ def time_interleaved(
     """Seconds per call for each backend: all warm up first, then take turns in blocks.
 
     Each block starts with one untimed call: ONNX Runtime's and OpenMP's worker threads keep
-    spinning after a call, and on a small machine they would slow the next backend's first call
-    (measured here: twice the latency).
+    spinning after a call, and on a small machine they would slow the next backend's first call.
     """
     for backend in backends:
         for _ in range(warmup):

@@ -121,6 +121,7 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    assert datamodule.train_dataset is not None  # built by setup("fit")
     loader = datamodule.train_dataloader()
     common = dict(device=device, steps=args.steps, warmup=args.warmup, precision=args.precision)
 

@@ -1,34 +1,21 @@
-"""COCO 2017 person-keypoint files: the folder layout, annotation and box files, and one
-`Instance` per person box, as the reference toolbox reads them.
+"""COCO 2017 person-keypoint files: the folder layout, JSON files and person-box files.
 
 The one owner of COCO's file knowledge: the layout (`coco_paths`), the detection file's name,
 and the reader of person boxes (`read_person_boxes`) that validation and `mvp-predict` share.
-
-Ground-truth boxes (training, and validation with GT boxes) follow MMPose's
-`BaseCocoStyleDataset.parse_data_info` and `_is_valid_instance`: boxes clipped to the image,
-visibility min(1, v), and crowd / keypoint-less / empty-box instances dropped. Detected boxes
-(the published validation protocol) follow `_load_detection_results`: every person detection,
-unclipped, scored by the detector, with no threshold unless one is asked for.
+Reading annotations into person instances (with pycocotools) is `instances`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools.coco import COCO
 
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
-from mobilevitpose.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY_ID
-
-log = logging.getLogger(__name__)
+from mobilevitpose.keypoints import PERSON_CATEGORY_ID
 
 SPLITS = ("train", "val")
 # The detection file shipped with MMPose / HRNet (Faster R-CNN, person AP 56.4 on val2017).
@@ -40,20 +27,6 @@ LAYOUT_HINT = (
 )
 
 
-@dataclass(frozen=True, eq=False)
-class Instance:
-    """One person box of one image; coordinates in image pixels, sizes (width, height)."""
-
-    image_id: int
-    image_path: str
-    image_size: tuple[int, int]
-    instance_id: int
-    bbox_xyxy: np.ndarray  # (4,) f32
-    bbox_score: float
-    keypoints_img: np.ndarray  # (K, 2) f32
-    keypoints_visible: np.ndarray  # (K,) f32 in {0, 1}
-
-
 def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     """(annotation file, image folder) of `split` ("train" or "val") under a COCO 2017 root."""
     if split not in SPLITS:
@@ -62,7 +35,7 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     return root / "annotations" / f"person_keypoints_{split}2017.json", root / f"{split}2017"
 
 
-def _read_json(path: Path, what: str) -> Any:
+def read_json(path: Path, what: str) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
@@ -72,7 +45,7 @@ def _read_json(path: Path, what: str) -> Any:
         raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
 
 
-def _check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -> None:
+def check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -> None:
     if not isinstance(entries, list):
         raise ValueError(f"{path}: '{what}s' must be a list")
     for i, entry in enumerate(entries):
@@ -80,99 +53,6 @@ def _check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) 
         if missing:
             name = entry.get("id", f"#{i}") if isinstance(entry, dict) else f"#{i}"
             raise ValueError(f"{path}: {what} {name} lacks {missing} (needs {list(fields)})")
-
-
-def _load_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[COCO, Path, Path]:
-    ann_file, image_dir = Path(ann_file), Path(image_dir)
-    if not ann_file.is_file():
-        raise FileNotFoundError(f"annotation file not found: {ann_file} ({LAYOUT_HINT})")
-    if not image_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {image_dir} ({LAYOUT_HINT})")
-    data = _read_json(ann_file, "annotation file")
-    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
-        raise ValueError(
-            f"annotation file {ann_file} is not a COCO annotation file: it needs the "
-            "'images' and 'annotations' fields"
-        )
-    _check_fields(data["images"], ("id", "file_name", "width", "height"), "image", ann_file)
-    _check_fields(data["annotations"], ("id", "image_id"), "annotation", ann_file)
-    coco = COCO()
-    coco.dataset = data
-    # pycocotools reports its progress on stdout; keep library calls quiet.
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco, ann_file, image_dir
-
-
-def _image_record(coco: COCO, image_id: int, image_dir: Path) -> tuple[str, tuple[int, int]]:
-    image = coco.imgs[image_id]
-    return str(image_dir / image["file_name"]), (int(image["width"]), int(image["height"]))
-
-
-def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple | str:
-    """(bbox_xyxy, keypoints, visible) of a valid annotation, or why it is filtered out."""
-    for field in ("bbox", "keypoints"):
-        if field not in ann:
-            raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
-    raw = np.asarray(ann["keypoints"], dtype=np.float32)
-    if raw.shape != (NUM_KEYPOINTS * 3,):
-        raise ValueError(
-            f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
-            f"expected {NUM_KEYPOINTS * 3} ({NUM_KEYPOINTS} x (x, y, v))"
-        )
-    raw = raw.reshape(NUM_KEYPOINTS, 3)
-    keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
-    # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
-    num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
-    if ann.get("iscrowd", 0):
-        return "crowd"
-    if num_keypoints == 0 or keypoints.max() <= 0:
-        return "no labelled keypoints"
-    img_w, img_h = image_size
-    x, y, w, h = (float(v) for v in ann["bbox"])
-    bbox = np.array(
-        [
-            np.clip(x, 0, img_w - 1),
-            np.clip(y, 0, img_h - 1),
-            np.clip(x + w, 0, img_w - 1),
-            np.clip(y + h, 0, img_h - 1),
-        ],
-        dtype=np.float32,
-    )
-    # The reference tests for an empty box after clipping.
-    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
-        return "empty box after clipping to the image"
-    return bbox, keypoints, visible.astype(np.float32)
-
-
-def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:
-    """Valid person instances with ground-truth boxes (score 1, id = annotation id)."""
-    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
-    instances, filtered = [], Counter()
-    for image_id in coco.getImgIds():
-        image_path, image_size = _image_record(coco, image_id, image_dir)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            parsed = _parse_gt(ann, image_size, ann_file)
-            if isinstance(parsed, str):
-                filtered[parsed] += 1
-                continue
-            bbox, keypoints, visible = parsed
-            instances.append(
-                Instance(
-                    image_id=int(image_id),
-                    image_path=image_path,
-                    image_size=image_size,
-                    instance_id=int(ann["id"]),
-                    bbox_xyxy=bbox,
-                    bbox_score=1.0,
-                    keypoints_img=keypoints,
-                    keypoints_visible=visible,
-                )
-            )
-    if filtered:
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(filtered.items()))
-        log.info("%s: %d person instances; filtered out %s", ann_file, len(instances), reasons)
-    return instances
 
 
 @dataclass(frozen=True, eq=False)
@@ -202,10 +82,10 @@ def read_person_boxes(path: str | Path) -> PersonBoxes:
     """Person boxes from a COCO detection-results list (`image_id`, `category_id`, xywh `bbox`,
     `score` per entry) or a COCO annotation file (its non-crowd person annotations)."""
     path = Path(path).expanduser()
-    data = _read_json(path, "boxes file")
+    data = read_json(path, "boxes file")
     if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
-        _check_fields(data["images"], ("id", "file_name"), "image", path)
-        _check_fields(data["annotations"], ("id", "image_id", "bbox"), "annotation", path)
+        check_fields(data["images"], ("id", "file_name"), "image", path)
+        check_fields(data["annotations"], ("id", "image_id", "bbox"), "annotation", path)
         entries = [
             {**a, "score": 1.0}
             for a in data["annotations"]
@@ -214,7 +94,7 @@ def read_person_boxes(path: str | Path) -> PersonBoxes:
         ]
         ids_by_file = {im["file_name"]: int(im["id"]) for im in data["images"]}
     elif isinstance(data, list):
-        _check_fields(data, ("image_id", "category_id", "bbox", "score"), "detection", path)
+        check_fields(data, ("image_id", "category_id", "bbox", "score"), "detection", path)
         entries = [d for d in data if d["category_id"] == PERSON_CATEGORY_ID]
         ids_by_file = {}
     else:
@@ -234,45 +114,3 @@ def read_person_boxes(path: str | Path) -> PersonBoxes:
         scores=np.asarray([float(e["score"]) for e in entries], dtype=np.float32),
         ids_by_file=ids_by_file,
     )
-
-
-def load_detection_instances(
-    ann_file: str | Path,
-    image_dir: str | Path,
-    bbox_file: str | Path,
-    score_threshold: float = 0.0,
-) -> list[Instance]:
-    """Person detections as instances: xywh -> xyxy unclipped, score = detector score.
-
-    Keypoints are zero and invisible. `instance_id` is a running index over the person
-    detections in file order (assigned before the score threshold, as the reference does);
-    detections with score < `score_threshold` are dropped.
-    """
-    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
-    boxes = read_person_boxes(bbox_file)
-    unknown = sorted(set(boxes.image_ids.tolist()) - set(coco.imgs))
-    if unknown:
-        raise ValueError(
-            f"detection file {boxes.source} names {len(unknown)} image id(s) absent from "
-            f"{ann_file}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
-        )
-    instances = []
-    for running_id, (image_id, box, score) in enumerate(
-        zip(boxes.image_ids.tolist(), boxes.boxes_xyxy, boxes.scores.tolist(), strict=True)
-    ):
-        if score < score_threshold:
-            continue
-        image_path, image_size = _image_record(coco, image_id, image_dir)
-        instances.append(
-            Instance(
-                image_id=image_id,
-                image_path=image_path,
-                image_size=image_size,
-                instance_id=running_id,
-                bbox_xyxy=box,
-                bbox_score=score,
-                keypoints_img=np.zeros((NUM_KEYPOINTS, 2), dtype=np.float32),
-                keypoints_visible=np.zeros(NUM_KEYPOINTS, dtype=np.float32),
-            )
-        )
-    return instances

@@ -11,13 +11,9 @@ from torch.utils.data import DataLoader
 
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import AugmentRecipe
-from mobilevitpose.data.coco import (
-    DETECTION_FILE,
-    coco_paths,
-    load_detection_instances,
-    load_gt_instances,
-)
+from mobilevitpose.data.coco import DETECTION_FILE, coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 from mobilevitpose.data.sampler import ImageGroupedSampler
 
 BOX_SOURCES = ("detections", "gt")
@@ -95,7 +91,9 @@ class CocoDataModule(L.LightningDataModule):
             ensure_dataset(self.root, **self.synthetic)
 
     def setup(self, stage: str | None = None) -> None:
-        common = dict(codec=self.codec, skip_bad_images=self.skip_bad_images, seed=self.seed)
+        common: dict[str, Any] = dict(
+            codec=self.codec, skip_bad_images=self.skip_bad_images, seed=self.seed
+        )
         if stage in (None, "fit") and self.train_dataset is None:
             instances = load_gt_instances(*coco_paths(self.root, "train"))
             self.train_dataset = TopDownDataset(
@@ -130,6 +128,7 @@ class CocoDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         # Train workers are not persistent: each epoch's workers must pick up the dataset's
         # new epoch number, which seeds the augmentation.
+        assert self.train_dataset is not None, "call setup('fit') first"
         return DataLoader(
             self.train_dataset,
             batch_size=self.batch_size,
@@ -142,6 +141,7 @@ class CocoDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        assert self.val_dataset is not None, "call setup() first"
         return DataLoader(
             self.val_dataset,
             batch_size=self.val_batch_size,

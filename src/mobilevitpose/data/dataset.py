@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -12,8 +13,8 @@ from torch.utils.data import Dataset
 
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import AugmentRecipe, Photometric, train_crop
-from mobilevitpose.data.coco import Instance
 from mobilevitpose.data.image_io import CropReader, ImageReadError, to_rgb_tensor
+from mobilevitpose.data.instances import Instance
 from mobilevitpose.geometry import Crop, apply_affine, val_crop
 
 # Validation walks the persons of an image in a row (about 20 detections per val2017 image); a
@@ -48,7 +49,7 @@ class TopDownDataset(Dataset):
         instances: Sequence[Instance],
         codec: HeatmapCodec,
         train: bool,
-        recipe: AugmentRecipe | Mapping[str, float | str] | None = None,
+        recipe: AugmentRecipe | Mapping[str, Any] | None = None,
         photometric: bool = False,
         seed: int = 0,
         skip_bad_images: bool = False,
@@ -110,6 +111,7 @@ class TopDownDataset(Dataset):
             self.input_size,
         )
         if self.photometric is not None:
+            assert rng is not None  # photometric is only set for training
             rgb = self.photometric(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB), rng)
             pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         keypoints_input = apply_affine(crop.keypoint_matrix(self.input_size, self.udp), keypoints)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch.distributed as dist
 
@@ -27,7 +29,8 @@ def gather_predictions(local: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if part is None or set(part) != set(local):
             keys = None if part is None else sorted(part)
             raise ValueError(f"rank {rank} sent prediction keys {keys}, expected {sorted(local)}")
-    merged = {key: np.concatenate([part[key] for part in gathered]) for key in local}
+    parts = cast("list[dict[str, np.ndarray]]", gathered)  # no None left: checked above
+    merged = {key: np.concatenate([part[key] for part in parts]) for key in local}
     _, first = np.unique(merged["instance_ids"], return_index=True)
     keep = np.sort(first)
     return {key: value[keep] for key, value in merged.items()}

@@ -73,7 +73,7 @@ def coco_results(
     order = order[np.concatenate([[True], ~repeated])]
     image_starts = np.flatnonzero(np.diff(image_ids[order])) + 1
 
-    results = []
+    results: list[dict] = []
     for members in np.split(order, image_starts):
         if settings.nms_thr is not None:
             kept = oks_nms(

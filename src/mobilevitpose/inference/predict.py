@@ -120,7 +120,7 @@ def predict(
             if kind == "frames":
                 if writer is None:
                     video = str(out_dir / f"{source.stem}.pose.mp4")
-                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+                    fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
                     writer = cv2.VideoWriter(video, fourcc, fps, (width, height))
                     if not writer.isOpened():
                         raise RuntimeError(f"OpenCV cannot write {video} (mp4v codec missing?)")

@@ -59,7 +59,9 @@ def image_ids(files: Sequence[Path], boxes: PersonBoxes | None) -> list[int]:
                 )
             ids.append(image_id)
         else:
-            ids.append(coco_image_id(path))
+            image_id = coco_image_id(path)
+            assert image_id is not None  # no boxes: every name is a number (checked above)
+            ids.append(image_id)
     if len(set(ids)) != len(ids):
         raise ValueError("two input images map to the same image id; rename them")
     return ids

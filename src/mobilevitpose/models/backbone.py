@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import timm
 import torch
@@ -45,12 +45,14 @@ class TimmBackbone(nn.Module):
             self.body = _create_pretrained(name, pretrained_file, kwargs)
         else:
             self.body = timm.create_model(name, pretrained=False, **kwargs)
-        info = self.body.feature_info
+        # timm sets these attributes; torch's stubs type module attributes `Tensor | Module`.
+        info = cast("timm.models.FeatureInfo", self.body.feature_info)
+        pretrained_cfg = cast("dict[str, Any]", self.body.pretrained_cfg)
         self.out_channels: int = info.channels()[-1]
         self.reduction: int = info.reduction()[-1]
         # The pixel normalisation the pretrained weights expect (RGB on the 0-1 scale).
-        self.mean: tuple[float, ...] = tuple(self.body.pretrained_cfg["mean"])
-        self.std: tuple[float, ...] = tuple(self.body.pretrained_cfg["std"])
+        self.mean: tuple[float, ...] = tuple(pretrained_cfg["mean"])
+        self.std: tuple[float, ...] = tuple(pretrained_cfg["std"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)[-1]
@@ -92,7 +94,7 @@ def _check_state_dict_keys(name: str, path: Path, kwargs: dict[str, Any]) -> Non
     model_kwargs = {k: v for k, v in kwargs.items() if k not in _FEATURE_KWARGS}
     with torch.device("meta"):  # names only: no memory, no init cost
         reference = timm.create_model(name, pretrained=False, **model_kwargs)
-    classifier = reference.pretrained_cfg.get("classifier") or ()
+    classifier = cast("dict[str, Any]", reference.pretrained_cfg).get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
 
     def backbone_keys(keys) -> set[str]:

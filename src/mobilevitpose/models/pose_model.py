@@ -42,6 +42,9 @@ class PoseModel(nn.Module):
     and the head's stride; `mean`/`std` default to the backbone's pretrained config.
     """
 
+    pixel_gain: Tensor  # buffers, registered in __init__
+    pixel_bias: Tensor
+
     def __init__(
         self,
         backbone: TimmBackbone,
@@ -56,7 +59,7 @@ class PoseModel(nn.Module):
         self.backbone = backbone
         self.head = head(in_channels=backbone.out_channels, in_reduction=backbone.reduction)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        stride = int(self.head.out_reduction)
+        stride = int(self.head.out_reduction)  # type: ignore[arg-type]  # an int attribute
         if any(size % stride for size in self.input_size):
             raise ValueError(
                 f"{name}: input_size {list(self.input_size)} must be a multiple of the head's "

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from omegaconf import OmegaConf
 
@@ -47,7 +48,7 @@ def load_run(run_dir: Path) -> Run:
     for path in (config_file, metrics_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: is {run_dir} a finished mvp-train run?")
-    config = OmegaConf.to_container(OmegaConf.load(config_file))
+    config = cast("dict[str, Any]", OmegaConf.to_container(OmegaConf.load(config_file)))
     metrics = json.loads(metrics_file.read_text())
     rows: list[dict[str, str]] = []
     csv_file = run_dir / "csv" / "metrics.csv"

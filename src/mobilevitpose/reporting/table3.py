@@ -52,7 +52,10 @@ def pretraining_gain(runs: Sequence[Run]) -> dict[str, dict[str, float | None]]:
         by_init = {r.init: 100.0 * r.metrics["AP"] for r in runs if r.model == model}
         paper = {i: PAPER_TABLE3.get((model, i), {}).get("AP") for i in ("plain", "imagenet")}
         ours = by_init["imagenet"] - by_init["plain"] if len(by_init) == 2 else None
-        paper_gain = paper["imagenet"] - paper["plain"] if None not in paper.values() else None
+        paper_pre, paper_plain = paper["imagenet"], paper["plain"]
+        paper_gain = (
+            paper_pre - paper_plain if paper_pre is not None and paper_plain is not None else None
+        )
         gains[model] = {
             "ours": None if ours is None else round(ours, 1),
             "paper": None if paper_gain is None else round(paper_gain, 1),

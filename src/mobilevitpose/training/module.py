@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.types import OptimizerConfig, OptimizerLRSchedulerConfig
 from torch import Tensor
 
 from mobilevitpose.codec import HeatmapCodec
@@ -139,7 +140,7 @@ class PoseLitModule(L.LightningModule):
                 "Training stopped; the last good checkpoint is kept in the run's checkpoints/."
             )
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerConfig | OptimizerLRSchedulerConfig:
         optimizer = instantiate(self.hparams["optimizer"])(self.parameters())
         if not self.hparams.get("scheduler"):
             return {"optimizer": optimizer}

@@ -20,8 +20,9 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths, load_gt_instances
+from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.instances import load_gt_instances
 from mobilevitpose.models.pose_model import normalise_images
 from mobilevitpose.training.config import compose
 from mobilevitpose.training.step import backward_and_step
@@ -56,6 +57,7 @@ def pretrain_backbone(
         seed=seed,
     )
     model = timm.create_model(backbone, pretrained=False, num_classes=4)
+    assert pretrained_cfg is not None  # every registered timm model has one
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()
     correct = total = 0

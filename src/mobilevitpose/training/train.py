@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return loggers
 
 
-def coco_metrics(logged: list[dict[str, float]]) -> dict[str, float]:
+def coco_metrics(logged: Sequence[Mapping[str, float]]) -> dict[str, float]:
     """The ten COCO stats from what `trainer.validate` returns (`val/<name>` keys)."""
     return {name: float(logged[0][f"val/{name}"]) for name in STAT_NAMES}
 
@@ -57,7 +58,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resumed is not None:
         cfg = resumed
         log.info("resuming %s from %s", output_dir, cfg.ckpt_path)
-    elif rank_zero_only.rank == 0:  # DDP workers re-enter here: the run is written once
+    elif rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # set on the function
+        # DDP workers re-enter here: the run is written once.
         pin_wandb_run(cfg)
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -76,10 +78,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        if trainer.fast_dev_run:
+        if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by Trainer.__init__
             failed = False
             return {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = (
+            # a ModelCheckpoint (conf/callbacks/); the `Checkpoint` base class declares no path
+            trainer.checkpoint_callback.best_model_path  # type: ignore[attr-defined]
+            if trainer.checkpoint_callback
+            else ""
+        )
         metrics = coco_metrics(
             trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         )

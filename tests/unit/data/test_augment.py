@@ -16,8 +16,8 @@ from mobilevitpose.data.augment import (
     train_crop,
     truncated_normal,
 )
-from mobilevitpose.data.coco import Instance
 from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.instances import Instance
 from mobilevitpose.geometry import Crop, val_crop
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths, load_detection_instances, load_gt_instances
+from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
+from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 from mobilevitpose.training.config import build_model
 
 CODEC = HeatmapCodec(kind="udp", input_size=(64, 64), heatmap_size=(16, 16), sigma=1.0)
@@ -129,7 +130,7 @@ def test_zero_area_negative_and_invisible_instances_are_filtered_and_counted(lay
         _ann(5, iscrowd=1),
     ]
     _write(layout)
-    with caplog.at_level(logging.INFO, logger="mobilevitpose.data.coco"):
+    with caplog.at_level(logging.INFO, logger="mobilevitpose.data.instances"):
         instances = load_gt_instances(layout["ann_file"], layout["image_dir"])
     assert [i.instance_id for i in instances] == [1]
     assert "1 person instances; filtered out 1 crowd, 2 empty box" in caplog.text

@@ -3,12 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from mobilevitpose.data.coco import (
-    DETECTION_FILE,
-    coco_paths,
-    load_detection_instances,
-    load_gt_instances,
-)
+from mobilevitpose.data.coco import DETECTION_FILE, coco_paths
+from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 
 
 def _keypoints(value: float = 50.0, v: int = 2) -> list[float]:

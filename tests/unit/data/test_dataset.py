@@ -1,4 +1,3 @@
-import json
 import warnings
 from pathlib import Path
 
@@ -9,10 +8,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from helpers import augment_recipe
-from mobilevitpose.cli import bench_data
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data import image_io
-from mobilevitpose.data.coco import Instance, coco_paths, load_gt_instances
+from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.image_io import (
     CropReader,
@@ -21,6 +19,7 @@ from mobilevitpose.data.image_io import (
     read_image,
     reduced_matrix,
 )
+from mobilevitpose.data.instances import Instance, load_gt_instances
 from mobilevitpose.geometry import Crop, val_crop
 from mobilevitpose.models.pose_model import normalise_images
 
@@ -275,21 +274,3 @@ def test_image_size_mismatch_is_an_error(jpeg_path):
     ds = TopDownDataset([_instance(jpeg_path, [10, 10, 50, 90], (500, 480))], CODEC, train=False)
     with pytest.raises(ImageReadError, match=r"640x480 px .* annotation says 500x480"):
         ds[0]
-
-
-def test_bench_data_writes_its_report(coco_sample_root, tmp_path):
-    out = tmp_path / "bench.json"
-    argv = ["--out", str(out), "--coco-mini", str(coco_sample_root), "-n", "4", "--warmup", "1"]
-    threads = (torch.get_num_threads(), cv2.getNumThreads())
-    try:
-        bench_data.main([*argv, "--repeats", "1", "--core", "-1"])
-    finally:  # the benchmark goes single-threaded; give the rest of the session its threads back
-        torch.set_num_threads(threads[0])
-        cv2.setNumThreads(threads[1])
-    report = json.loads(out.read_text())
-    assert report["data"]["source"] == "coco_mini" and report["data"]["train_instances"] == 12
-    for run in ("train", "train_grouped", "val"):
-        assert report[f"{run}_dataset[i]"]["median"] > 0
-    assert set(report["train_stages"]["ms_per_sample"]) == {
-        "geometry", "decode", "warp", "target", "tensor"
-    }  # fmt: skip

@@ -58,6 +58,8 @@ def _detections(
     width, height = image_size
     boxes: list[tuple[np.ndarray, float]] = []
     for person in people:
+        # Only annotated people come here; they have area >= min_area >= 1, hence a box.
+        assert person.bbox_xywh is not None
         x, y, w, h = person.bbox_xywh
         for attempt in range(2 if rng.random() < 0.15 else 1):
             spread = 0.04 if attempt == 0 else 0.12
@@ -88,6 +90,7 @@ def _detections(
 
 
 def _annotation(person: RenderedPerson, image_id: int, ann_id: int) -> dict[str, Any]:
+    assert person.bbox_xywh is not None  # annotated people have area >= min_area >= 1
     keypoints = np.concatenate([person.keypoints_img, person.visibility[:, None]], axis=1)
     return {
         "id": ann_id,

@@ -1,0 +1,108 @@
+"""Every config group option and experiment composes, and what it configures instantiates."""
+
+import lightning as L
+import pytest
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.data.augment import AugmentRecipe
+from mobilevitpose.data.datamodule import CocoDataModule
+from mobilevitpose.evaluation.settings import EvaluationSettings
+from mobilevitpose.training.config import available, compose, instantiate
+from mobilevitpose.training.module import PoseLitModule
+from mobilevitpose.training.train import build_datamodule
+
+SMALL = "model.input_size=[64,64]"
+PATHS = ["paths.output_dir=/tmp/mvp-config-test", "paths.log_dir=/tmp/mvp-config-test"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hydra():
+    GlobalHydra.instance().clear()
+    yield
+    GlobalHydra.instance().clear()
+
+
+def _compose(*overrides: str):
+    cfg = compose("train", [*PATHS, *overrides])
+    OmegaConf.resolve(cfg)  # every interpolation must resolve
+    return cfg
+
+
+def _instantiate_run(cfg) -> PoseLitModule:
+    module = instantiate(cfg.module)
+    assert isinstance(module, PoseLitModule)
+    assert module.codec.heatmap_size == module.model.heatmap_size
+    datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
+    assert isinstance(datamodule, CocoDataModule)
+    callbacks = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
+    assert all(isinstance(c, L.Callback) for c in callbacks)
+    for node in (cfg.get("logger") or {}).values():
+        instantiate(node)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("group", "option"),
+    [
+        (group, option)
+        for group in ("codec", "optimizer", "scheduler", "evaluation", "augment", "data",
+                      "callbacks", "logger", "init", "module")
+        for option in available(group)
+    ],
+)  # fmt: skip
+def test_every_group_option_composes_and_instantiates(group, option):
+    overrides = [SMALL, f"{group}={option}"]
+    if group == "init" and option == "imagenet":
+        # Composing is enough offline: the weights come from the hub or init.file.
+        assert _compose(*overrides).init.pretrained is True
+        return
+    _instantiate_run(_compose(*overrides))
+
+
+@pytest.mark.parametrize("option", available("trainer"))
+def test_every_trainer_composes_and_the_cpu_ones_instantiate(option):
+    cfg = _compose(f"trainer={option}")
+    assert cfg.trainer.max_epochs < 210  # the paper's epochs live in experiment/paper
+    if cfg.trainer.accelerator == "cpu":
+        assert isinstance(instantiate(cfg.trainer), L.Trainer)
+
+
+@pytest.mark.parametrize("experiment", available("experiment"))
+def test_every_experiment_composes_and_instantiates(experiment):
+    cfg = _compose(f"experiment={experiment}", "trainer=cpu")
+    module = _instantiate_run(cfg)
+    assert list(module.model.input_size) == list(cfg.model.input_size)
+    assert isinstance(instantiate(cfg.trainer), L.Trainer)
+
+
+@pytest.mark.parametrize("option", available("debug"))
+def test_every_debug_option_composes(option):
+    assert _compose(f"debug={option}").trainer
+
+
+def test_codec_options_and_derived_values():
+    cfg = _compose("model.input_size=[192,256]", "codec=dark")
+    module = instantiate(cfg.module)
+    assert module.codec == HeatmapCodec("msra", (192, 256), (48, 64), sigma=2.0, unbiased=True)
+    assert module.model.heatmap_size == (48, 64)
+    assert module.evaluation == EvaluationSettings()
+    assert isinstance(instantiate(cfg.augment), AugmentRecipe)
+
+
+def test_the_paper_recipe_is_the_papers():
+    cfg = _compose("experiment=paper")
+    assert (cfg.trainer.max_epochs, list(cfg.scheduler.milestones)) == (210, [170, 200])
+    assert (cfg.optimizer.lr, cfg.data.batch_size, cfg.codec.kind) == (5e-4, 64, "udp")
+    assert instantiate(cfg.augment) == instantiate(_compose("augment=paper").augment)
+
+
+def test_user_overrides_keep_working():
+    cfg = _compose("model=mobilevitpose_s", "init=imagenet", "experiment=table3",
+                   "logger=wandb", "channels_last=true")  # fmt: skip
+    names = (cfg.model.name, cfg.init.name, cfg.experiment_name)
+    assert names == ("mobilevitpose_s", "imagenet", "table3")
+    assert cfg.logger.wandb.group == "table3"
+    assert list(cfg.logger.wandb.tags) == ["mobilevitpose_s", "imagenet", "table3", "rq2"]
+    assert cfg.module.channels_last is True and cfg.module.init.pretrained is True
