@@ -23,7 +23,7 @@ EPOCHS = ["trainer.max_epochs=5", "trainer.check_val_every_n_epoch=1", "schedule
 
 
 def _train_command(run_dir: Path, root: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "mobilevitpose.training.train", f"hydra.run.dir={run_dir}",
+    return [sys.executable, "-m", "mobilevitpose.cli.train", f"hydra.run.dir={run_dir}",
             f"data.root={root}", *TINY_TRAIN, *EPOCHS, *overrides]  # fmt: skip
 
 
@@ -61,7 +61,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root
 
     # One override resumes it: the saved config, the last checkpoint, the same directory.
     subprocess.run(
-        [sys.executable, "-m", "mobilevitpose.training.train", f"resume={killed}"],
+        [sys.executable, "-m", "mobilevitpose.cli.train", f"resume={killed}"],
         check=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert _final(killed) == _final(whole)

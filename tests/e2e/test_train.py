@@ -213,7 +213,7 @@ def test_two_process_ddp_validation_equals_single_process(tmp_path, synthetic_ro
     env = {**os.environ, "WANDB_MODE": "disabled"}
     out = tmp_path / "ddp"
     subprocess.run(
-        [sys.executable, "-m", "mobilevitpose.training.evaluate", f"ckpt_path={ckpt}",
+        [sys.executable, "-m", "mobilevitpose.cli.evaluate", f"ckpt_path={ckpt}",
          f"paths.output_dir={out}", f"hydra.run.dir={out}", "trainer.devices=2",
          "+trainer.strategy=ddp", "trainer.accelerator=cpu", "data.num_workers=0"],
         check=True, env=env, timeout=600,
