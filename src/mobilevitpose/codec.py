@@ -13,8 +13,8 @@ depend on these exact details:
 
 Encoding works on one instance (K keypoints, input-crop pixels). Decoding takes (K, H, W) or a
 batch (N, K, H, W) and returns input-crop pixels; `decode_to_image` maps them on to the image.
-Scores are always the raw heatmap maxima, taken before any refinement. `flip_test` is the one
-flip-test implementation that validation and `mvp-predict` share.
+Scores are always the raw heatmap maxima, taken before any refinement. The flip test, which
+works on heatmaps before decoding, is `models.flip`.
 """
 
 from __future__ import annotations

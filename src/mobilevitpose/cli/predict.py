@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bbox-thr", type=float, default=0.0, help="drop boxes scored lower")
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="hide keypoints scored lower")
     parser.add_argument("--nms-thr", type=float, default=None,
-                        help="OKS-NMS threshold per image (default: the model's, 0.9)")  # fmt: skip
+                        help="OKS-NMS threshold per image (default: the model's)")  # fmt: skip
     parser.add_argument("--no-nms", action="store_true", help="keep every person box's result")
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")

@@ -44,8 +44,8 @@ class AugmentRecipe:
     scale_factor: float
     rotate_factor: float
     rotate_prob: float
-    flip_prob: float = 0.5
-    half_body_prob: float = 0.3
+    flip_prob: float
+    half_body_prob: float
 
     def __post_init__(self) -> None:
         if self.style not in ("0.x", "1.x"):

@@ -1,8 +1,5 @@
-"""mvp-predict: keypoints of every person in an image, a folder of images or a video.
-
-    mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
-    mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
-    mvp-predict last.ckpt clip.mp4 --out clip_poses
+"""Keypoints of every person in an image, a folder of images or a video, written to a folder
+(what `mvp-predict` runs).
 
 Person boxes come from a COCO detection-results file, from a COCO annotation file (its person
 boxes), or are the whole image. The output folder gets `results.keypoints.json` (COCO keypoint

@@ -10,9 +10,11 @@ import hydra
 import hydra.utils
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
+from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.models.build import build_pose_model
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.runs import run_dir
@@ -20,6 +22,14 @@ from mobilevitpose.training.runs import run_dir
 # The configs live beside the package in the repository (Lightning-Hydra template layout);
 # an editable install (`pip install -e .`) keeps them reachable.
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+# The evaluation group's schema is the settings dataclass itself, so that its defaults are
+# written once (conf/evaluation/coco.yaml extends it) and overrides are type-checked.
+_evaluation_schema = OmegaConf.structured(EvaluationSettings)
+OmegaConf.set_readonly(_evaluation_schema, False)  # a frozen dataclass, but overridable config
+ConfigStore.instance().store(
+    group="evaluation", name="evaluation_settings", node=_evaluation_schema
+)
 
 if not OmegaConf.has_resolver("mvp_run_dir"):
     # Cached like Hydra's own `now`: every job of a sweep then shares one sweep directory.
