@@ -3,8 +3,10 @@
 import torch
 from torch import nn
 
-from mobilevitpose.training.module import PoseLitModule
-from mobilevitpose.training.step import fit_batches
+from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
+from mobilevitpose.training.config import instantiate
+from mobilevitpose.training.module import PoseLitModule, module_from_checkpoint
+from mobilevitpose.training.step import train_step
 
 # XXS at 64x64 on a tiny synthetic set: seconds per epoch on a CPU.
 TINY_TRAIN = [
@@ -38,47 +40,26 @@ def like_trained(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def fit_one_batch(module: PoseLitModule, batch: dict, steps: int, lr: float = 1e-3) -> list[float]:
-    """`steps` AdamW steps of `module` on one batch, through the training step mvp-train runs."""
-    return fit_batches(module, [batch] * steps, lr=lr)
+    """`steps` AdamW steps of `module` on one batch (BatchNorm in training mode), through the
+    training step mvp-train runs; the losses."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
+    module.train()
+    return [train_step(module, batch, optimizer).item() for _ in range(steps)]
 
 
 def build_module(cfg, **kwargs) -> PoseLitModule:
     """The LightningModule of a composed train config, as mvp-train instantiates it."""
-    from mobilevitpose.training.config import instantiate
-
     return instantiate(cfg.module, **kwargs)
 
 
 def load_module(path) -> tuple[PoseLitModule, dict]:
     """The module of a checkpoint file and the run config saved in it."""
-    from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
-    from mobilevitpose.training.module import module_from_checkpoint
-
     checkpoint = read_checkpoint(path)
     return module_from_checkpoint(checkpoint), checkpoint.get(CONFIG_KEY) or {}
 
 
 def save_checkpoint(module: PoseLitModule, path, run_config: dict) -> None:
     """What a Lightning checkpoint of mvp-train holds, written without a Trainer."""
-    from mobilevitpose.inference.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY
-
-    hparams = dict(module.hparams)
-    hparams["init"] = {**(hparams.get("init") or {}), "pretrained": False, "file": None}
-    torch.save(
-        {
-            "state_dict": module.state_dict(),
-            "hyper_parameters": hparams,
-            CONFIG_KEY: run_config,
-            FORMAT_KEY: FORMAT,
-        },
-        path,
-    )
-
-
-def augment_recipe(name: str):
-    """The augmentation recipe of conf/augment/<name>.yaml."""
-    from hydra.utils import instantiate
-
-    from mobilevitpose.training.config import compose
-
-    return instantiate(compose("train", [f"augment={name}"]).augment)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)  # as Lightning calls it while saving
+    torch.save({**checkpoint, CONFIG_KEY: run_config}, path)

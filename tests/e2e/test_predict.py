@@ -19,8 +19,7 @@ from mobilevitpose.data.synthetic import generate
 from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
 from mobilevitpose.inference.onnx import export_onnx
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
-from mobilevitpose.training.config import compose, to_plain
-from mobilevitpose.training.train import build_datamodule
+from mobilevitpose.training.config import build_datamodule, compose, to_plain
 
 TINY = ["model.input_size=[64,64]", "codec.sigma=1.0"]
 OVERFIT_STEPS = 150

@@ -13,9 +13,10 @@ from hydra.core.global_hydra import GlobalHydra
 
 from helpers import TINY_TRAIN, build_module, fit_one_batch, like_trained, load_module
 from mobilevitpose.evaluation.coco_metric import STAT_NAMES
-from mobilevitpose.training.config import available, compose
+from mobilevitpose.training.config import available, build_datamodule, compose
 from mobilevitpose.training.evaluate import evaluate
-from mobilevitpose.training.train import build_datamodule, train
+from mobilevitpose.training.module import PoseLitModule
+from mobilevitpose.training.train import train
 
 
 @pytest.fixture(autouse=True)
@@ -135,6 +136,23 @@ def test_train_then_eval_gives_identical_metrics(tmp_path, synthetic_root):
     eval_cfg = compose("eval", [f"ckpt_path={best}", f"paths.output_dir={tmp_path / 'eval'}"])
     assert evaluate(eval_cfg) == metrics
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["val/AP"] == metrics["AP"]
+    flipped = json.loads((tmp_path / "eval" / "val.keypoints.json").read_text())
+    assert flipped == json.loads((run / "val.keypoints.json").read_text())
+    # Evaluation settings change through the config, not by poking the module.
+    GlobalHydra.instance().clear()
+    no_flip = compose("eval", [f"ckpt_path={best}", f"paths.output_dir={tmp_path / 'no_flip'}",
+                               "+evaluation.flip_test=false"])  # fmt: skip
+    evaluate(no_flip)
+    unflipped = json.loads((tmp_path / "no_flip" / "val.keypoints.json").read_text())
+    assert len(unflipped) == len(flipped)
+    assert [r["keypoints"] for r in unflipped] != [r["keypoints"] for r in flipped]
+    # Lightning's own loader rebuilds the same network, offline.
+    loaded = PoseLitModule.load_from_checkpoint(best, map_location="cpu").eval()
+    module, _ = load_module(best)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(loaded.model.normalise(images)),
+                                   module.eval()(module.model.normalise(images)))  # fmt: skip
 
 
 @pytest.mark.slow

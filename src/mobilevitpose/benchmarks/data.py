@@ -27,7 +27,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from hydra.utils import instantiate
 
 from mobilevitpose.benchmarks.machine import machine_info
 from mobilevitpose.codec import HeatmapCodec
@@ -38,7 +37,7 @@ from mobilevitpose.data.image_io import to_rgb_tensor, warp_crop
 from mobilevitpose.data.instances import Instance, load_gt_instances
 from mobilevitpose.data.sampler import ImageGroupedSampler
 from mobilevitpose.geometry import apply_affine
-from mobilevitpose.training.config import compose
+from mobilevitpose.training.config import augment_recipe
 
 SHARED_DATA = Path(os.environ.get("MVP_SHARED_DATA", "../shared/data"))
 # The reference benchmark's setting: 256 x 256 input, 64 x 64 UDP heatmaps, sigma 2.
@@ -115,9 +114,9 @@ def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str
         crop, keypoints, visible = dataset.crop_geometry(instance, dataset.rng(index))
         ticks.append(time.perf_counter())
         matrix = crop.image_matrix(size, dataset.udp)
-        image, warp = dataset.reader.decode(instance.image_path, instance.image_size, matrix)
+        decoded = dataset.reader.decode(instance.image_path, instance.image_size, matrix)
         ticks.append(time.perf_counter())
-        pixels = warp_crop(image, warp, size)
+        pixels = warp_crop(decoded.image, decoded.matrix, size)
         ticks.append(time.perf_counter())
         keypoints_input = apply_affine(crop.keypoint_matrix(size, dataset.udp), keypoints)
         dataset.codec.encode(keypoints_input, visible)
@@ -126,8 +125,7 @@ def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str
         ticks.append(time.perf_counter())
         for stage, start, end in zip(stages, ticks[:-1], ticks[1:], strict=True):
             totals[stage] += end - start
-        r = round(instance.image_size[0] / image.shape[1])
-        reductions[r] = reductions.get(r, 0) + 1
+        reductions[decoded.reduction] = reductions.get(decoded.reduction, 0) + 1
     return {
         "ms_per_sample": {k: 1000.0 * v / len(indices) for k, v in totals.items()},
         "decode_reduction_counts": {str(k): v for k, v in sorted(reductions.items())},
@@ -139,7 +137,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     root, source = _data_root(Path(args.coco_mini), Path(args.root))
     codec = HeatmapCodec(kind="udp", input_size=INPUT_SIZE, heatmap_size=HEATMAP_SIZE, sigma=2.0)
     common = dict(codec=codec, seed=args.seed)
-    recipe = instantiate(compose("train", [f"augment={args.recipe}"]).augment)
+    recipe = augment_recipe(args.augment)
     train_instances = load_gt_instances(*coco_paths(root, "train"))
     val_instances = load_gt_instances(*coco_paths(root, "val"))
     train = TopDownDataset(train_instances, train=True, recipe=recipe, **common)
@@ -175,7 +173,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "input_size": INPUT_SIZE,
             "heatmap_size": HEATMAP_SIZE,
             "codec": "udp",
-            "recipe": args.recipe,
+            "augment": args.augment,
             "train_order": "shuffled permutations, no decoded-image cache",
             "train_grouped_order": (
                 f"images shuffled, their persons in a row (data.group_by_image=true), cache of "

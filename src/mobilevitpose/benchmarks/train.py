@@ -20,13 +20,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 
 from mobilevitpose.benchmarks.machine import machine_info
-from mobilevitpose.training.config import compose
+from mobilevitpose.training.config import build_datamodule, compose, instantiate
 from mobilevitpose.training.module import PoseLitModule
 from mobilevitpose.training.step import train_step
-from mobilevitpose.training.train import build_datamodule
 
 DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
 DATA_BOUND_RATIO = 0.9  # real-data throughput below this share of the in-memory one
@@ -153,7 +151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "channels_last": args.channels_last, "data": args.data,
             "data_root": str(args.data_root) if args.data_root else "the data config's root",
         },
-        "machine": machine_info(device=str(device)),
+        "machine": machine_info(
+            device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        ),
         "models": {},
     }  # fmt: skip
     if device.type == "cuda":

@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-n", "--num-samples", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--recipe", default="paper")
+    parser.add_argument("--augment", default="paper", help="a conf/augment/ recipe")
     parser.add_argument("--core", type=int, default=0, help="CPU to pin to (-1: no pinning)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

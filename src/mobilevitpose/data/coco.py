@@ -59,9 +59,9 @@ def check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -
 class PersonBoxes:
     """The person boxes of a COCO detection-results file or annotation file, in file order.
 
-    `image_ids` (N,), `boxes_xyxy` (N, 4) f32 image px (unclipped), `scores` (N,) f32 (1 for an
-    annotation file's boxes); `ids_by_file` maps file names to image ids (annotation files
-    only: detection results name images by id alone).
+    `image_ids` (N,), `boxes_xyxy` (N, 4) f32 image px (unclipped), `scores` (N,) f64 as the
+    file gives them (1 for an annotation file's boxes); `ids_by_file` maps file names to image
+    ids (annotation files only: detection results name images by id alone).
     """
 
     source: Path
@@ -78,11 +78,17 @@ class PersonBoxes:
         return {k: (self.boxes_xyxy[v], self.scores[v]) for k, v in grouped.items()}
 
 
-def read_person_boxes(path: str | Path) -> PersonBoxes:
+def read_person_boxes(path: str | Path, detections_only: bool = False) -> PersonBoxes:
     """Person boxes from a COCO detection-results list (`image_id`, `category_id`, xywh `bbox`,
-    `score` per entry) or a COCO annotation file (its non-crowd person annotations)."""
+    `score` per entry) or, unless `detections_only`, a COCO annotation file (its non-crowd
+    person annotations, scored 1)."""
     path = Path(path).expanduser()
     data = read_json(path, "boxes file")
+    if isinstance(data, dict) and {"images", "annotations"} <= data.keys() and detections_only:
+        raise ValueError(
+            f"{path} is a COCO annotation file; a detection-results file (a JSON list of "
+            "image_id, category_id, bbox, score) is needed here"
+        )
     if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
         check_fields(data["images"], ("id", "file_name"), "image", path)
         check_fields(data["annotations"], ("id", "image_id", "bbox"), "annotation", path)
@@ -111,6 +117,6 @@ def read_person_boxes(path: str | Path) -> PersonBoxes:
         source=path,
         image_ids=np.asarray([int(e["image_id"]) for e in entries], dtype=np.int64),
         boxes_xyxy=bbox_xywh_to_xyxy(boxes),
-        scores=np.asarray([float(e["score"]) for e in entries], dtype=np.float32),
+        scores=np.asarray([float(e["score"]) for e in entries], dtype=np.float64),
         ids_by_file=ids_by_file,
     )

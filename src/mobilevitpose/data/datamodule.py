@@ -77,10 +77,6 @@ class CocoDataModule(L.LightningDataModule):
         self.train_sampler: ImageGroupedSampler | None = None
 
     @property
-    def val_ann_file(self) -> Path:
-        return coco_paths(self.root, "val")[0]
-
-    @property
     def box_source(self) -> str:
         return str(self.bbox_file) if self.boxes == "detections" else "gt"
 

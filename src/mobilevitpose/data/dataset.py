@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -34,8 +33,8 @@ class TopDownDataset(Dataset):
     padded box in image px (what evaluation back-projects with; prod(scale) is the OKS-NMS
     area), `image_id`, `instance_id` (int64) and `bbox_score` (f32).
 
-    Train items are random (`recipe`: an AugmentRecipe or its fields, as `conf/augment/`
-    holds them; optional `photometric` colour/blur) from a generator seeded by (seed, epoch,
+    Train items are random (`recipe`: an AugmentRecipe, as `conf/augment/` holds them;
+    optional `photometric` colour/blur) from a generator seeded by (seed, epoch,
     index): reproducible in any DataLoader worker; call `set_epoch` before each epoch's workers
     start. With `skip_bad_images`, an unreadable image gives a warning, is counted in `num_skipped`
     (per process) and the next index is returned.
@@ -49,7 +48,7 @@ class TopDownDataset(Dataset):
         instances: Sequence[Instance],
         codec: HeatmapCodec,
         train: bool,
-        recipe: AugmentRecipe | Mapping[str, Any] | None = None,
+        recipe: AugmentRecipe | None = None,
         photometric: bool = False,
         seed: int = 0,
         skip_bad_images: bool = False,
@@ -61,7 +60,7 @@ class TopDownDataset(Dataset):
         self.train = train
         if train and recipe is None:
             raise ValueError("a training dataset needs an augmentation recipe (conf/augment/)")
-        self.recipe = AugmentRecipe(**recipe) if isinstance(recipe, Mapping) else recipe
+        self.recipe = recipe
         self.photometric = Photometric() if photometric and train else None
         self.seed = seed
         self.skip_bad_images = skip_bad_images

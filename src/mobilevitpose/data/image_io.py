@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -88,6 +89,15 @@ def to_rgb_tensor(crop_bgr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+class Decoded(NamedTuple):
+    """An image decoded for a crop: BGR pixels at 1/`reduction` size, and the crop's matrix
+    from those pixels to input px."""
+
+    image: np.ndarray
+    matrix: np.ndarray
+    reduction: int
+
+
 class CropReader:
     """Cut warped crops out of image files, decoding each image as little as the crop allows.
 
@@ -143,14 +153,14 @@ class CropReader:
                 self._cache.popitem(last=False)
         return image, reduction
 
-    def decode(
-        self, path: str, image_size: tuple[int, int], matrix: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded image for a crop by `matrix` (image px -> input px), and the matrix
+    def decode(self, path: str, image_size: tuple[int, int], matrix: np.ndarray) -> Decoded:
+        """The decoded image for a crop by `matrix` (image px -> input px), with the matrix
         re-expressed for that decode's size."""
         reduction = choose_reduction(matrix) if self.reduced_decode else 1
         image, reduction = self.load(path, reduction, image_size)
-        return image, reduced_matrix(matrix, reduction) if reduction > 1 else matrix
+        if reduction > 1:
+            matrix = reduced_matrix(matrix, reduction)
+        return Decoded(image, matrix, reduction)
 
     def crop(
         self,
@@ -160,7 +170,8 @@ class CropReader:
         input_size: tuple[int, int],
     ) -> np.ndarray:
         """BGR uint8 crop (h_in, w_in, 3) of the image file warped by `matrix`."""
-        return warp_crop(*self.decode(path, image_size, matrix), input_size)
+        decoded = self.decode(path, image_size, matrix)
+        return warp_crop(decoded.image, decoded.matrix, input_size)
 
 
 def warp_crop(image_bgr: np.ndarray, matrix: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:

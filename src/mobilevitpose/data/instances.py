@@ -147,7 +147,7 @@ def load_detection_instances(
     detections with score < `score_threshold` are dropped.
     """
     coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
-    boxes = read_person_boxes(bbox_file)
+    boxes = read_person_boxes(bbox_file, detections_only=True)
     unknown = sorted(set(boxes.image_ids.tolist()) - set(coco.imgs))
     if unknown:
         raise ValueError(

@@ -40,7 +40,7 @@ class EvaluationSettings:
         """Settings from a config or checkpoint dict; missing keys keep their defaults."""
         values = dict(values or {})
         allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - allowed - {"_target_"})
+        unknown = sorted(set(values) - allowed)
         if unknown:
             raise ValueError(
                 f"unknown evaluation setting(s) {unknown}; allowed: {', '.join(sorted(allowed))}"

@@ -35,7 +35,6 @@ _MOVED_TARGETS = {
     "mobilevitpose.heads.DeconvHead": "mobilevitpose.models.heads.DeconvHead",
     "mobilevitpose.heads.SimpleHead": "mobilevitpose.models.heads.SimpleHead",
     "mobilevitpose.heads.ConvHead": "mobilevitpose.models.heads.ConvHead",
-    "mobilevitpose.codec.HeatmapCodec": "mobilevitpose.codec.HeatmapCodec",
     "mobilevitpose.module.warmup_multistep": "mobilevitpose.training.schedulers.warmup_multistep",
     "mobilevitpose.datamodule.CocoDataModule": "mobilevitpose.data.datamodule.CocoDataModule",
 }
@@ -106,14 +105,8 @@ def _upgrade_v1(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
     hparams["init"] = {"name": init_name, "pretrained": False, "file": None}
     for key in ("input_size", "heatmap_size"):
         codec.pop(key, None)
-    codec["_partial_"] = True
     upgraded["hyper_parameters"] = hparams
-    config = _retarget(copy.deepcopy(checkpoint.get(CONFIG_KEY) or {}))
-    if isinstance(config.get("data"), dict) and isinstance(config["data"].get("recipe"), str):
-        # Version 1 named its recipes; version 2 keeps them in conf/augment/. Only training
-        # reads the recipe, and a checkpoint is only ever evaluated.
-        config["data"]["recipe"] = None
-    upgraded[CONFIG_KEY] = config
+    upgraded[CONFIG_KEY] = _retarget(copy.deepcopy(checkpoint.get(CONFIG_KEY) or {}))
     upgraded[FORMAT_KEY] = FORMAT
     return upgraded
 

@@ -84,7 +84,7 @@ def evaluation_of(metadata: dict[str, Any]) -> EvaluationSettings:
     recorded carry `flip_test` alone, or nothing: the defaults fill in)."""
     if "evaluation" in metadata:
         return EvaluationSettings.from_dict(metadata["evaluation"])
-    return EvaluationSettings(flip_test=bool(metadata.get("flip_test", True)))
+    return EvaluationSettings.from_dict({k: v for k, v in metadata.items() if k == "flip_test"})
 
 
 def make_session(

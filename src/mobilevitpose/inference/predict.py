@@ -75,7 +75,7 @@ def predict(
         files = list_images(source) if source.is_dir() else [source]
         ids = image_ids(files, boxes)
         if boxes is not None:
-            check_boxes_match(boxes, ids, f"{len(files)} input images")
+            check_boxes_match(boxes_by_image, boxes.source, ids, f"{len(files)} input images")
         frames, total, kind = read_images(files, ids), len(files), "images"
     elif source.suffix.lower() in VIDEO_SUFFIXES:
         capture, total, fps = open_video(source)
@@ -128,7 +128,8 @@ def predict(
     if writer is not None:
         writer.release()
     if kind == "frames" and boxes is not None:  # a video's frame count is known only now
-        check_boxes_match(boxes, [entry["id"] for entry in index], f"{len(index)} video frames")
+        frame_ids = [entry["id"] for entry in index]
+        check_boxes_match(boxes_by_image, boxes.source, frame_ids, f"{len(index)} video frames")
     write_json(results_path, results, overwrite=overwrite, indent=None)
     write_json(out_dir / "images.json", index, indent=1)
     return results
@@ -144,14 +145,15 @@ def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.nd
 
 
 def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Boxes per image id, without those of zero or negative size: no crop can be cut there."""
+    """Boxes and float32 scores per image id, without boxes of zero or negative size: no crop
+    can be cut there."""
     by_image = boxes.by_image()
     usable, empty = {}, 0
     for image_id, (xyxy, scores) in by_image.items():
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         empty += int((~keep).sum())
         if keep.any():
-            usable[image_id] = (xyxy[keep], scores[keep])
+            usable[image_id] = (xyxy[keep], scores[keep].astype(np.float32))
     if empty:
         log.info("%s: skipped %d boxes of zero or negative size", boxes.source, empty)
     return usable

@@ -3,7 +3,7 @@ that matches the person boxes given for it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +67,15 @@ def image_ids(files: Sequence[Path], boxes: PersonBoxes | None) -> list[int]:
     return ids
 
 
-def check_boxes_match(boxes: PersonBoxes, known_ids: Sequence[int], what: str) -> None:
-    unknown = sorted(set(boxes.image_ids.tolist()) - set(known_ids))
+def check_boxes_match(
+    boxed_ids: Collection[int], source: Path, known_ids: Sequence[int], what: str
+) -> None:
+    """Refuse boxes (of the image ids `boxed_ids`, from `source`) for images not among the
+    inputs: they would be dropped silently."""
+    unknown = sorted(set(boxed_ids) - set(known_ids))
     if unknown:
         raise ValueError(
-            f"{boxes.source} has boxes for {len(unknown)} image id(s) that are not among the "
+            f"{source} has boxes for {len(unknown)} image id(s) that are not among the "
             f"{what}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}; give the boxes of "
             "these inputs only"
         )

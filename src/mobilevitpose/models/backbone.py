@@ -50,9 +50,11 @@ class TimmBackbone(nn.Module):
         pretrained_cfg = cast("dict[str, Any]", self.body.pretrained_cfg)
         self.out_channels: int = info.channels()[-1]
         self.reduction: int = info.reduction()[-1]
-        # The pixel normalisation the pretrained weights expect (RGB on the 0-1 scale).
-        self.mean: tuple[float, ...] = tuple(pretrained_cfg["mean"])
-        self.std: tuple[float, ...] = tuple(pretrained_cfg["std"])
+        # The pixel normalisation the pretrained weights expect (RGB on the 0-1 scale); None
+        # where timm knows none (the pose model then needs model.mean / model.std).
+        mean, std = pretrained_cfg.get("mean"), pretrained_cfg.get("std")
+        self.mean: tuple[float, ...] | None = None if mean is None else tuple(mean)
+        self.std: tuple[float, ...] | None = None if std is None else tuple(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)[-1]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from mobilevitpose.keypoints import NUM_KEYPOINTS
+
 
 def _init_heatmap_weights(module: nn.Module) -> None:
     # Normal(std=0.001) for (de)convolutions, as the reference heads do: near-zero initial
@@ -32,7 +34,17 @@ def _check_stride(head: str, in_reduction: int, upsample: float, out_reduction: 
         )
 
 
-class DeconvHead(nn.Module):
+class HeatmapHead(nn.Module):
+    """Backbone features -> one heatmap per keypoint at `out_reduction` x the input's stride."""
+
+    out_reduction: int
+
+    def __init__(self, out_reduction: int) -> None:
+        super().__init__()
+        self.out_reduction = out_reduction
+
+
+class DeconvHead(HeatmapHead):
     """SimpleBaseline head (MMPose `TopdownHeatmapSimpleHead`), the paper's head.
 
     N x [ConvTranspose2d(k=4, s=2, p=1, no bias), BN, ReLU] then a 1x1 conv to K heatmaps.
@@ -42,14 +54,13 @@ class DeconvHead(nn.Module):
         self,
         in_channels: int,
         in_reduction: int,
-        num_keypoints: int = 17,
+        num_keypoints: int = NUM_KEYPOINTS,
         num_deconv: int = 3,
         deconv_channels: int = 256,
         out_reduction: int = 4,
     ) -> None:
-        super().__init__()
+        super().__init__(out_reduction)
         _check_stride("DeconvHead", in_reduction, 2**num_deconv, out_reduction)
-        self.out_reduction = out_reduction
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(num_deconv):
@@ -67,7 +78,7 @@ class DeconvHead(nn.Module):
         return self.final(self.deconv(x))
 
 
-class SimpleHead(nn.Module):
+class SimpleHead(HeatmapHead):
     """The paper's equation (6), ViTPose's simple decoder: ReLU -> bilinear upsample -> 3x3 conv.
 
     The upsampling factor is whatever takes the backbone stride to `out_reduction` (x4 for a
@@ -78,14 +89,13 @@ class SimpleHead(nn.Module):
         self,
         in_channels: int,
         in_reduction: int,
-        num_keypoints: int = 17,
+        num_keypoints: int = NUM_KEYPOINTS,
         out_reduction: int = 4,
     ) -> None:
-        super().__init__()
+        super().__init__(out_reduction)
         factor = in_reduction / out_reduction
         if factor < 1 or factor != int(factor):
             _check_stride("SimpleHead", in_reduction, max(int(factor), 1), out_reduction)
-        self.out_reduction = out_reduction
         self.act = nn.ReLU()
         self.upsample = nn.Upsample(scale_factor=int(factor), mode="bilinear", align_corners=False)
         self.final = nn.Conv2d(in_channels, num_keypoints, 3, padding=1)
@@ -95,19 +105,18 @@ class SimpleHead(nn.Module):
         return self.final(self.upsample(self.act(x)))
 
 
-class ConvHead(nn.Module):
+class ConvHead(HeatmapHead):
     """HRNet-style head: a 1x1 conv on a feature map that is already at stride 4."""
 
     def __init__(
         self,
         in_channels: int,
         in_reduction: int,
-        num_keypoints: int = 17,
+        num_keypoints: int = NUM_KEYPOINTS,
         out_reduction: int = 4,
     ) -> None:
-        super().__init__()
+        super().__init__(out_reduction)
         _check_stride("ConvHead", in_reduction, 1, out_reduction)
-        self.out_reduction = out_reduction
         self.final = nn.Conv2d(in_channels, num_keypoints, 1)
         _init_heatmap_weights(self)
 

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mobilevitpose.models.backbone import TimmBackbone
+from mobilevitpose.models.heads import HeatmapHead
 
 
 def pixel_affine(mean: Sequence[float], std: Sequence[float]) -> tuple[Tensor, Tensor]:
@@ -48,7 +49,7 @@ class PoseModel(nn.Module):
     def __init__(
         self,
         backbone: TimmBackbone,
-        head: Callable[..., nn.Module],
+        head: Callable[..., HeatmapHead],
         input_size: Sequence[int],
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -59,7 +60,7 @@ class PoseModel(nn.Module):
         self.backbone = backbone
         self.head = head(in_channels=backbone.out_channels, in_reduction=backbone.reduction)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        stride = int(self.head.out_reduction)  # type: ignore[arg-type]  # an int attribute
+        stride = self.head.out_reduction
         if any(size % stride for size in self.input_size):
             raise ValueError(
                 f"{name}: input_size {list(self.input_size)} must be a multiple of the head's "
@@ -70,8 +71,15 @@ class PoseModel(nn.Module):
         # batches the data pipeline delivers), so that predict and export know what the weights
         # expect without the training config. By default what the backbone's pretrained
         # weights expect (timm's pretrained_cfg), the same for plain and ImageNet inits.
-        self.mean = tuple(float(v) for v in (backbone.mean if mean is None else mean))
-        self.std = tuple(float(v) for v in (backbone.std if std is None else std))
+        mean = backbone.mean if mean is None else mean
+        std = backbone.std if std is None else std
+        if mean is None or std is None:
+            raise ValueError(
+                f"{name}: timm has no pixel normalisation for backbone {backbone.name!r}; "
+                "set model.mean and model.std (RGB, 0-1 scale)"
+            )
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
         # Buffers follow the model to its device and dtype (so `16-true` precision works, and
         # no host-to-device copy per batch); not saved, as mean/std define them.
         gain, bias = pixel_affine(self.mean, self.std)

@@ -11,6 +11,8 @@ from typing import Any, cast
 
 from omegaconf import OmegaConf
 
+from mobilevitpose.training.runs import CONFIG_FILE, METRICS_FILE
+
 INIT_LABEL = {"plain": "Plain", "imagenet": "Pre-trained"}
 
 
@@ -44,7 +46,7 @@ def _epoch_curve(rows: list[dict[str, str]], key: str) -> dict[int, float]:
 
 def load_run(run_dir: Path) -> Run:
     """Read a run directory written by mvp-train."""
-    config_file, metrics_file = run_dir / "config.yaml", run_dir / "metrics.json"
+    config_file, metrics_file = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     for path in (config_file, metrics_file):
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing: is {run_dir} a finished mvp-train run?")
@@ -72,10 +74,10 @@ def find_runs(paths: Iterable[Path]) -> list[Run]:
     """Every finished run (a directory with metrics.json) under the given directories."""
     runs = []
     for path in paths:
-        found = sorted({p.parent for p in Path(path).rglob("metrics.json")})
+        found = sorted({p.parent for p in Path(path).rglob(METRICS_FILE)})
         if not found:
             raise FileNotFoundError(f"no finished run (metrics.json) under {path}")
-        runs += [load_run(d) for d in found if (d / "config.yaml").is_file()]
+        runs += [load_run(d) for d in found if (d / CONFIG_FILE).is_file()]
     return sorted(runs, key=lambda r: (r.model, r.init != "plain", r.name))
 
 

@@ -25,8 +25,8 @@ class EpochSeeding(L.Callback):
         datamodule: Any = getattr(trainer, "datamodule", None)
         if not isinstance(datamodule, EpochAware):
             raise TypeError(
-                f"EpochSeeding needs a datamodule with set_epoch(epoch); got "
-                f"{type(datamodule).__name__}. Drop it with callbacks.epoch_seed=null."
+                f"EpochSeeding needs a datamodule with set_epoch(epoch), as CocoDataModule has; "
+                f"got {type(datamodule).__name__}"
             )
         datamodule.set_epoch(trainer.current_epoch)
 

@@ -1,4 +1,6 @@
-"""Finding and composing the Hydra configs outside a Hydra app (tests, tools, benchmarks)."""
+"""Finding, composing and instantiating the Hydra configs: the console scripts' `hydra.main`,
+`compose` outside a Hydra app (tests, tools, benchmarks), and the builders of what a run
+config describes."""
 
 from __future__ import annotations
 
@@ -8,12 +10,17 @@ from typing import Any
 
 import hydra
 import hydra.utils
+import lightning as L
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from mobilevitpose.codec import HeatmapCodec
+from mobilevitpose.data.augment import AugmentRecipe
+from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.models.build import build_pose_model
 from mobilevitpose.models.pose_model import PoseModel
@@ -93,3 +100,31 @@ def build_model(name: str, overrides: Sequence[str] = (), init: str = "plain") -
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available('model'))}")
     cfg = compose("train", [f"model={name}", f"init={init}", *overrides])
     return build_pose_model(to_plain(cfg.model), to_plain(cfg.init))
+
+
+def augment_recipe(name: str) -> AugmentRecipe:
+    """The augmentation recipe of conf/augment/<name>.yaml."""
+    if name not in available("augment"):
+        raise ValueError(f"unknown augment recipe {name!r}; available: {available('augment')}")
+    return instantiate(compose("train", [f"augment={name}"]).augment)
+
+
+def build_datamodule(data_cfg: DictConfig, codec: HeatmapCodec, seed: int = 0) -> CocoDataModule:
+    """The data config with the model's codec. The codec goes in after instantiation: Hydra
+    would turn a dataclass argument into a config node."""
+    build = instantiate(data_cfg, _partial_=True, _convert_="all")
+    return build(codec=codec, seed=seed)
+
+
+def build_callbacks(cfg: DictConfig) -> list[L.Callback]:
+    """The `callbacks` group's callbacks (an entry set to null is dropped)."""
+    return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """The `logger` group's loggers, each given the whole run config as hyperparameters, so
+    that dashboards can group and filter by init, data and trainer settings too."""
+    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
+    for logger in loggers:
+        logger.log_hyperparams(to_plain(cfg))
+    return loggers

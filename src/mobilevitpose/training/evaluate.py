@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
-from mobilevitpose.training.config import to_plain
+from mobilevitpose.training.config import build_datamodule, instantiate, to_plain
 from mobilevitpose.training.module import module_from_checkpoint
-from mobilevitpose.training.runs import format_metrics, write_metrics
-from mobilevitpose.training.train import build_datamodule, coco_metrics
+from mobilevitpose.training.runs import METRICS_FILE, format_metrics, write_metrics
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -39,9 +37,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
     datamodule = build_datamodule(data_cfg, module.codec, seed=saved.get("seed", 0))
     trainer: L.Trainer = instantiate(cfg.trainer)
-    metrics = coco_metrics(trainer.validate(module, datamodule=datamodule, verbose=False))
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    metrics = module.coco_metrics
     if trainer.is_global_zero:
-        write_metrics(output_dir / "metrics.json", metrics, checkpoint=str(cfg.ckpt_path),
+        write_metrics(output_dir / METRICS_FILE, metrics, checkpoint=str(cfg.ckpt_path),
                       boxes=datamodule.box_source)  # fmt: skip
         print(f"\nCOCO keypoint metrics of {cfg.ckpt_path}:\n{format_metrics(metrics)}\n")
     return metrics

@@ -11,7 +11,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from hydra.utils import instantiate
 from lightning.pytorch.utilities.types import OptimizerConfig, OptimizerLRSchedulerConfig
 from torch import Tensor
 
@@ -28,6 +27,7 @@ from mobilevitpose.models.build import build_codec, build_pose_model
 from mobilevitpose.models.flip import predict_heatmaps
 from mobilevitpose.models.loss import keypoint_mse_loss
 from mobilevitpose.models.pose_model import PoseModel
+from mobilevitpose.training.config import instantiate
 
 VAL_RESULTS_FILE = "val.keypoints.json"
 
@@ -74,6 +74,7 @@ class PoseLitModule(L.LightningModule):
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.evaluator: CocoKeypointEvaluator | None = None
         self._predictions: list[dict[str, np.ndarray]] = []
+        self._coco_metrics: dict[str, float] = {}
 
     def forward(self, images: Tensor, head_in_bf16: bool = False) -> Tensor:
         if self.channels_last:
@@ -87,9 +88,13 @@ class PoseLitModule(L.LightningModule):
             return self.model.head(features)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        hparams = checkpoint["hyper_parameters"]
         # The weights are in the checkpoint: rebuilding it must not fetch ImageNet weights.
-        init = dict(self.hparams.get("init") or {})
-        checkpoint["hyper_parameters"]["init"] = {**init, "pretrained": False, "file": None}
+        hparams["init"] = {**(hparams.get("init") or {}), "pretrained": False, "file": None}
+        # The normalisation the weights were trained with, not what the timm installed when the
+        # checkpoint is read says.
+        model = dict(hparams["model"])
+        hparams["model"] = {**model, "mean": list(self.model.mean), "std": list(self.model.std)}
         checkpoint[FORMAT_KEY] = FORMAT
 
     # --- training -----------------------------------------------------------------------------
@@ -215,8 +220,15 @@ class PoseLitModule(L.LightningModule):
             dist.broadcast_object_list(box, src=0)
             metrics = box[0]
         assert metrics is not None
+        self._coco_metrics = metrics
         for name in STAT_NAMES:
             self.log(f"val/{name}", metrics[name], sync_dist=False, rank_zero_only=False)
+
+    @property
+    def coco_metrics(self) -> dict[str, float]:
+        """The ten COCO stats of the latest validation (on every rank), as COCOeval computes
+        them: what Lightning logs and `trainer.validate` returns is rounded to float32."""
+        return dict(self._coco_metrics)
 
 
 def _empty_predictions() -> dict[str, np.ndarray]:

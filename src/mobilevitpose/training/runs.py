@@ -12,6 +12,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.files import write_json
 
+# What a run directory holds (besides csv/ and wandb/ logs and val.keypoints.json).
+CONFIG_FILE = "config.yaml"  # the resolved run config
+METRICS_FILE = "metrics.json"  # the final validation of the best checkpoint
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"  # what `resume` continues from
+
 
 def run_dir(resume: str | None, base: str) -> str:
     """Hydra's run directory: a new timestamped one under `base`, or the run being resumed.
@@ -23,15 +29,15 @@ def run_dir(resume: str | None, base: str) -> str:
         return f"{base}/{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
     if resume == "last":
         candidates = sorted(
-            Path(base).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime
+            Path(base).glob(f"*/{LAST_CHECKPOINT}"), key=lambda p: p.stat().st_mtime
         )
         if not candidates:
-            raise FileNotFoundError(f"resume=last: no run with checkpoints/last.ckpt under {base}")
+            raise FileNotFoundError(f"resume=last: no run with {LAST_CHECKPOINT} under {base}")
         return str(candidates[-1].parents[1])
     path = Path(resume).expanduser()
-    if not (path / "checkpoints" / "last.ckpt").is_file():
+    if not (path / LAST_CHECKPOINT).is_file():
         raise FileNotFoundError(
-            f"resume={resume}: {path}/checkpoints/last.ckpt does not exist; give the directory "
+            f"resume={resume}: {path / LAST_CHECKPOINT} does not exist; give the directory "
             "of a run that saved a checkpoint, or resume=last"
         )
     return str(path.resolve())
@@ -44,15 +50,20 @@ def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
     requeues a preempted job into the same directory. Any other start in a directory that
     already holds checkpoints is refused, so nothing a run made is overwritten.
     """
-    last = output_dir / "checkpoints" / "last.ckpt"
+    last = output_dir / LAST_CHECKPOINT
     requeued = bool(os.environ.get("SLURM_RESTART_COUNT")) and last.is_file()
     if cfg.get("resume") or requeued:
-        saved = OmegaConf.load(output_dir / "config.yaml")
+        saved = OmegaConf.load(output_dir / CONFIG_FILE)
         assert isinstance(saved, DictConfig)
+        if "module" not in saved:
+            raise ValueError(
+                f"{output_dir / CONFIG_FILE} was written by mobilevitpose 0.1, whose runs this "
+                "version cannot continue; evaluate its checkpoints with mvp-eval, or start anew"
+            )
         saved.ckpt_path = str(last)
         saved.resume = str(output_dir)
         return saved
-    existing = sorted((output_dir / "checkpoints").glob("*.ckpt"))
+    existing = sorted((output_dir / CHECKPOINT_DIR).glob("*.ckpt"))
     if existing and cfg.get("ckpt_path") is None:
         raise FileExistsError(
             f"{output_dir} already holds checkpoints ({existing[0].name}, ...); continue that "

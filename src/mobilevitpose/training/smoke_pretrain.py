@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from hydra.utils import instantiate
 from safetensors.torch import save_file
 from torch.nn import functional as F
 
@@ -24,7 +23,7 @@ from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import load_gt_instances
 from mobilevitpose.models.pose_model import normalise_images
-from mobilevitpose.training.config import compose
+from mobilevitpose.training.config import augment_recipe
 from mobilevitpose.training.step import backward_and_step
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ def pretrain_backbone(
         load_gt_instances(*coco_paths(data_root, "train")),
         codec=codec,
         train=True,
-        recipe=instantiate(compose("train", ["augment=paper"]).augment),
+        recipe=augment_recipe("paper"),
         seed=seed,
     )
     model = timm.create_model(backbone, pretrained=False, num_classes=4)

@@ -4,12 +4,13 @@ these time or check is the step `mvp-train` runs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from mobilevitpose.training.module import PoseLitModule
+if TYPE_CHECKING:  # for the annotation only: the smoke pre-training needs no Lightning module
+    from mobilevitpose.training.module import PoseLitModule
 
 
 def backward_and_step(
@@ -45,12 +46,3 @@ def train_step(
         loss = module.training_loss(batch)
     backward_and_step(optimizer, loss, scaler)
     return loss.detach()
-
-
-def fit_batches(
-    module: PoseLitModule, batches: Iterable[dict[str, Tensor]], lr: float = 1e-3
-) -> list[float]:
-    """AdamW steps of `module` (BatchNorm in training mode), one per batch; the losses."""
-    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
-    module.train()
-    return [train_step(module, batch, optimizer).item() for batch in batches]

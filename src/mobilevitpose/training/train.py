@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.coco import coco_paths
-from mobilevitpose.data.datamodule import CocoDataModule
-from mobilevitpose.evaluation.coco_metric import STAT_NAMES
 from mobilevitpose.inference.checkpoint import CONFIG_KEY
 from mobilevitpose.training.callbacks import RunConfigInCheckpoints
-from mobilevitpose.training.config import instantiate, to_plain
+from mobilevitpose.training.config import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    instantiate,
+    to_plain,
+)
 from mobilevitpose.training.module import PoseLitModule
 from mobilevitpose.training.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
     format_metrics,
     pin_wandb_run,
     resumed_config,
@@ -28,27 +31,6 @@ from mobilevitpose.training.runs import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def build_datamodule(data_cfg: DictConfig, codec: HeatmapCodec, seed: int = 0) -> CocoDataModule:
-    """The data config with the model's codec. The codec goes in after instantiation: Hydra
-    would turn a dataclass argument into a config node."""
-    build = instantiate(data_cfg, _partial_=True, _convert_="all")
-    return build(codec=codec, seed=seed)
-
-
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    loggers = [instantiate(node) for node in (cfg.get("logger") or {}).values()]
-    # The whole run config, not only the module's arguments, so that dashboards can group and
-    # filter by init, data and trainer settings too.
-    for logger in loggers:
-        logger.log_hyperparams(to_plain(cfg))
-    return loggers
-
-
-def coco_metrics(logged: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """The ten COCO stats from what `trainer.validate` returns (`val/<name>` keys)."""
-    return {name: float(logged[0][f"val/{name}"]) for name in STAT_NAMES}
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -62,7 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         # DDP workers re-enter here: the run is written once.
         pin_wandb_run(cfg)
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 
     module: PoseLitModule = instantiate(
@@ -72,27 +54,25 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     loggers = build_loggers(cfg)
-    callbacks = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
-    callbacks.append(RunConfigInCheckpoints(to_plain(cfg), key=CONFIG_KEY))
+    callbacks = [*build_callbacks(cfg), RunConfigInCheckpoints(to_plain(cfg), key=CONFIG_KEY)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by Trainer.__init__
             failed = False
-            return {name: float(trainer.callback_metrics[f"val/{name}"]) for name in STAT_NAMES}
+            return module.coco_metrics
         best = (
             # a ModelCheckpoint (conf/callbacks/); the `Checkpoint` base class declares no path
             trainer.checkpoint_callback.best_model_path  # type: ignore[attr-defined]
             if trainer.checkpoint_callback
             else ""
         )
-        metrics = coco_metrics(
-            trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
-        )
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        metrics = module.coco_metrics
         if trainer.is_global_zero:
             write_metrics(
-                output_dir / "metrics.json",
+                output_dir / METRICS_FILE,
                 metrics,
                 checkpoint=best,
                 epoch=torch.load(best, map_location="cpu", weights_only=False)["epoch"]

@@ -5,7 +5,6 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import augment_recipe
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import (
     AugmentRecipe,
@@ -20,6 +19,7 @@ from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import Instance
 from mobilevitpose.geometry import Crop, val_crop
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
+from mobilevitpose.training.config import augment_recipe
 
 RECIPES = ("paper", "mmpose1x")
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers import augment_recipe
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data import image_io
 from mobilevitpose.data.coco import coco_paths
@@ -22,6 +21,7 @@ from mobilevitpose.data.image_io import (
 from mobilevitpose.data.instances import Instance, load_gt_instances
 from mobilevitpose.geometry import Crop, val_crop
 from mobilevitpose.models.pose_model import normalise_images
+from mobilevitpose.training.config import augment_recipe
 
 CODEC = HeatmapCodec(kind="udp", input_size=(192, 256), heatmap_size=(48, 64))
 PAPER = augment_recipe("paper")

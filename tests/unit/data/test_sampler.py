@@ -3,11 +3,11 @@ import itertools
 import pytest
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
-from helpers import augment_recipe
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data import sampler
 from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.data.sampler import ImageGroupedSampler
+from mobilevitpose.training.config import augment_recipe
 
 # Dataset index -> image id: 6 images holding 1 to 4 persons, not stored image by image.
 IMAGE_IDS = [7, 3, 7, 9, 3, 7, 11, 5, 9, 7, 5, 2, 3]

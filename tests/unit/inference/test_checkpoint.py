@@ -38,7 +38,6 @@ def _version_1(module: PoseLitModule, run_config: dict) -> dict:
     )
     model["head"]["_target_"] = "mobilevitpose.heads.DeconvHead"
     codec = hparams["codec"]
-    del codec["_partial_"]
     codec.update(input_size=[w, h], heatmap_size=[w // 4, h // 4])
     hparams["scheduler"]["_target_"] = "mobilevitpose.module.warmup_multistep"
     del hparams["init"]

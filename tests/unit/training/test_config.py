@@ -9,23 +9,30 @@ from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import AugmentRecipe
 from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.evaluation.settings import EvaluationSettings
-from mobilevitpose.training.config import available, compose, instantiate
+from mobilevitpose.training.config import (
+    available,
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    compose,
+    instantiate,
+)
 from mobilevitpose.training.module import PoseLitModule
-from mobilevitpose.training.train import build_datamodule
 
 SMALL = "model.input_size=[64,64]"
-PATHS = ["paths.output_dir=/tmp/mvp-config-test", "paths.log_dir=/tmp/mvp-config-test"]
+_PATHS: list[str] = []
 
 
 @pytest.fixture(autouse=True)
-def _fresh_hydra():
+def _fresh_hydra_and_paths(tmp_path):
     GlobalHydra.instance().clear()
+    _PATHS[:] = [f"paths.output_dir={tmp_path}", f"paths.log_dir={tmp_path}"]
     yield
     GlobalHydra.instance().clear()
 
 
 def _compose(*overrides: str):
-    cfg = compose("train", [*PATHS, *overrides])
+    cfg = compose("train", [*_PATHS, *overrides])
     OmegaConf.resolve(cfg)  # every interpolation must resolve
     return cfg
 
@@ -36,10 +43,8 @@ def _instantiate_run(cfg) -> PoseLitModule:
     assert module.codec.heatmap_size == module.model.heatmap_size
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     assert isinstance(datamodule, CocoDataModule)
-    callbacks = [instantiate(node) for node in cfg.callbacks.values() if node is not None]
-    assert all(isinstance(c, L.Callback) for c in callbacks)
-    for node in (cfg.get("logger") or {}).values():
-        instantiate(node)
+    assert all(isinstance(c, L.Callback) for c in build_callbacks(cfg))
+    build_loggers(cfg)
     return module
 
 
