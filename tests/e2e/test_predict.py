@@ -92,7 +92,8 @@ def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_
     gt = json.loads(gt_file.read_text())
     people = [a for a in gt["annotations"] if not a.get("iscrowd", 0)]
     results = predict(checkpoint, people_root / "val2017", tmp_path / "gt_boxes",
-                      boxes_file=gt_file, evaluation={"nms_thr": None}, progress=False)  # fmt: skip
+                      boxes_file=gt_file, evaluation={"nms_mode": "none"},
+                      progress=False)  # fmt: skip
     assert len(results) == len(people)
     assert len(_load_results(gt_file, tmp_path / "gt_boxes" / RESULTS_FILE).anns) == len(people)
     # the model was overfitted to these people: its keypoints, in image px, are theirs
@@ -178,3 +179,23 @@ def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, peopl
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict(checkpoint, one, tmp_path / "e", progress=False)
     assert (tmp_path / "e" / RESULTS_FILE).read_bytes() == before
+
+
+def test_predict_with_gt_boxes_gives_what_mvp_eval_validated(checkpoint, people_root, tmp_path):
+    # One crop, decode and scoring path: the keypoints and scores validation wrote for the same
+    # checkpoint, boxes and evaluation settings (a detection file's boxes likewise).
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mobilevitpose.training.evaluate import evaluate
+
+    GlobalHydra.instance().clear()
+    evaluate(compose("eval", [f"ckpt_path={checkpoint}", f"paths.output_dir={tmp_path / 'eval'}",
+                              f"data.root={people_root}", "data.boxes=gt"]))  # fmt: skip
+    validated = json.loads((tmp_path / "eval" / "val.keypoints.json").read_text())
+    gt_file = people_root / "annotations" / "person_keypoints_val2017.json"
+    predicted = predict(checkpoint, people_root / "val2017", tmp_path / "predict",
+                        boxes_file=gt_file, render=False, progress=False)  # fmt: skip
+    assert [r["image_id"] for r in predicted] == [r["image_id"] for r in validated]
+    for ours, theirs in zip(predicted, validated, strict=True):
+        np.testing.assert_allclose(ours["keypoints"], theirs["keypoints"], rtol=0, atol=1e-3)
+        assert ours["score"] == pytest.approx(theirs["score"], abs=1e-6)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilevitpose.evaluation.settings import NMS_MODES, SCORE_MODES
 from mobilevitpose.inference.estimator import BACKENDS
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
 
@@ -34,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--nms-thr", type=float, default=None,
                         help="OKS-NMS threshold per image (default: the model's)")  # fmt: skip
     parser.add_argument("--no-nms", action="store_true", help="keep every person box's result")
+    parser.add_argument("--score-mode", choices=SCORE_MODES,
+                        help="instance score (default: the model's)")  # fmt: skip
+    parser.add_argument("--nms-mode", choices=NMS_MODES,
+                        help="per-image suppression (default: the model's)")  # fmt: skip
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args(argv)
@@ -42,8 +47,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         evaluation["flip_test"] = False
     if args.nms_thr is not None:
         evaluation["nms_thr"] = args.nms_thr
+    if args.score_mode is not None:
+        evaluation["score_mode"] = args.score_mode
+    if args.nms_mode is not None:
+        evaluation["nms_mode"] = args.nms_mode
     if args.no_nms:
-        evaluation["nms_thr"] = None
+        evaluation["nms_mode"] = "none"
     source = args.input.expanduser().resolve()
     out = args.out or source.with_name(f"{source.stem}_poses")
     results = predict(

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
-from mobilevitpose.keypoints import PERSON_CATEGORY_ID
+from mobilevitpose.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY_ID
 
 SPLITS = ("train", "val")
 # The detection file shipped with MMPose / HRNet (Faster R-CNN, person AP 56.4 on val2017).
@@ -55,68 +55,136 @@ def check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -
             raise ValueError(f"{path}: {what} {name} lacks {missing} (needs {list(fields)})")
 
 
+def parse_gt_annotation(
+    ann: dict, image_size: tuple[int, int], ann_file: Path
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
+    """(bbox_xyxy, keypoints, visible) of an annotation the reference uses as a top-down
+    instance, or why it filters the annotation out.
+
+    As MMPose's `parse_data_info` and `_is_valid_instance`: boxes clipped to the image,
+    visibility min(1, v), and crowd / keypoint-less / empty-box annotations dropped.
+    """
+    for field in ("bbox", "keypoints"):
+        if field not in ann:
+            raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
+    raw = np.asarray(ann["keypoints"], dtype=np.float32)
+    if raw.shape != (NUM_KEYPOINTS * 3,):
+        raise ValueError(
+            f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
+            f"expected {NUM_KEYPOINTS * 3} ({NUM_KEYPOINTS} x (x, y, v))"
+        )
+    raw = raw.reshape(NUM_KEYPOINTS, 3)
+    keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
+    # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
+    num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
+    if ann.get("iscrowd", 0):
+        return "crowd"
+    if num_keypoints == 0 or keypoints.max() <= 0:
+        return "no labelled keypoints"
+    img_w, img_h = image_size
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    bbox = np.array(
+        [
+            np.clip(x, 0, img_w - 1),
+            np.clip(y, 0, img_h - 1),
+            np.clip(x + w, 0, img_w - 1),
+            np.clip(y + h, 0, img_h - 1),
+        ],
+        dtype=np.float32,
+    )
+    # The reference tests for an empty box after clipping.
+    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
+        return "empty box after clipping to the image"
+    return bbox, keypoints, visible.astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class PersonBoxes:
-    """The person boxes of a COCO detection-results file or annotation file, in file order.
+    """The person boxes of a COCO detection-results or annotation file, as validation takes them.
 
-    `image_ids` (N,), `boxes_xyxy` (N, 4) f32 image px (unclipped), `scores` (N,) f64 as the
-    file gives them (1 for an annotation file's boxes); `ids_by_file` maps file names to image
-    ids (annotation files only: detection results name images by id alone).
+    `image_ids`, `instance_ids` (N,) int64, `boxes_xyxy` (N, 4) f32 image px, `scores` (N,) f64,
+    in file order. A detection file's boxes are all its person detections, unclipped, scored by
+    the detector, numbered in file order; an annotation file's are the annotations the
+    reference uses as ground-truth instances (`parse_gt_annotation`: clipped, scored 1, by
+    annotation id). `ids_by_file` maps file names to image ids (annotation files only:
+    detection results name images by id alone).
     """
 
     source: Path
     image_ids: np.ndarray
+    instance_ids: np.ndarray
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     ids_by_file: dict[str, int]
 
-    def by_image(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """image id -> (boxes_xyxy (n, 4), scores (n,)) in file order."""
+    def by_image(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """image id -> (boxes_xyxy (n, 4), scores (n,), instance_ids (n,)) in file order."""
         grouped: dict[int, list[int]] = {}
         for index, image_id in enumerate(self.image_ids.tolist()):
             grouped.setdefault(image_id, []).append(index)
-        return {k: (self.boxes_xyxy[v], self.scores[v]) for k, v in grouped.items()}
+        return {
+            k: (self.boxes_xyxy[v], self.scores[v], self.instance_ids[v])
+            for k, v in grouped.items()
+        }
 
 
 def read_person_boxes(path: str | Path, detections_only: bool = False) -> PersonBoxes:
     """Person boxes from a COCO detection-results list (`image_id`, `category_id`, xywh `bbox`,
-    `score` per entry) or, unless `detections_only`, a COCO annotation file (its non-crowd
-    person annotations, scored 1)."""
+    `score` per entry) or, unless `detections_only`, a COCO annotation file."""
     path = Path(path).expanduser()
     data = read_json(path, "boxes file")
-    if isinstance(data, dict) and {"images", "annotations"} <= data.keys() and detections_only:
+    is_annotation_file = isinstance(data, dict) and {"images", "annotations"} <= data.keys()
+    if is_annotation_file and detections_only:
         raise ValueError(
             f"{path} is a COCO annotation file; a detection-results file (a JSON list of "
             "image_id, category_id, bbox, score) is needed here"
         )
-    if isinstance(data, dict) and {"images", "annotations"} <= data.keys():
-        check_fields(data["images"], ("id", "file_name"), "image", path)
-        check_fields(data["annotations"], ("id", "image_id", "bbox"), "annotation", path)
-        entries = [
-            {**a, "score": 1.0}
-            for a in data["annotations"]
-            if a.get("category_id", PERSON_CATEGORY_ID) == PERSON_CATEGORY_ID
-            and not a.get("iscrowd", 0)
-        ]
-        ids_by_file = {im["file_name"]: int(im["id"]) for im in data["images"]}
-    elif isinstance(data, list):
-        check_fields(data, ("image_id", "category_id", "bbox", "score"), "detection", path)
-        entries = [d for d in data if d["category_id"] == PERSON_CATEGORY_ID]
-        ids_by_file = {}
-    else:
+    if is_annotation_file:
+        return _ground_truth_boxes(data, path)
+    if not isinstance(data, list):
         raise ValueError(
             f"boxes file {path} is neither a COCO detection-results list nor a COCO annotation "
             "file (a dict with 'images' and 'annotations')"
         )
-    for i, entry in enumerate(entries):
-        if not isinstance(entry["bbox"], list) or len(entry["bbox"]) != 4:
-            name = entry.get("id", f"#{i}")
-            raise ValueError(f"box {name} in {path} has bbox {entry['bbox']}; need xywh")
-    boxes = np.asarray([e["bbox"] for e in entries], dtype=np.float32).reshape(-1, 4)
+    check_fields(data, ("image_id", "category_id", "bbox", "score"), "detection", path)
+    persons = [d for d in data if d["category_id"] == PERSON_CATEGORY_ID]
+    for i, det in enumerate(persons):
+        if not isinstance(det["bbox"], list) or len(det["bbox"]) != 4:
+            raise ValueError(f"person detection #{i} in {path} has bbox {det['bbox']}; need xywh")
+    boxes = np.asarray([d["bbox"] for d in persons], dtype=np.float32).reshape(-1, 4)
     return PersonBoxes(
         source=path,
-        image_ids=np.asarray([int(e["image_id"]) for e in entries], dtype=np.int64),
+        image_ids=np.asarray([int(d["image_id"]) for d in persons], dtype=np.int64),
+        # Numbered before any score threshold, as the reference does.
+        instance_ids=np.arange(len(persons), dtype=np.int64),
         boxes_xyxy=bbox_xywh_to_xyxy(boxes),
-        scores=np.asarray([float(e["score"]) for e in entries], dtype=np.float64),
-        ids_by_file=ids_by_file,
+        scores=np.asarray([float(d["score"]) for d in persons], dtype=np.float64),
+        ids_by_file={},
+    )
+
+
+def _ground_truth_boxes(data: dict[str, Any], path: Path) -> PersonBoxes:
+    check_fields(data["images"], ("id", "file_name", "width", "height"), "image", path)
+    check_fields(data["annotations"], ("id", "image_id"), "annotation", path)
+    sizes = {int(im["id"]): (int(im["width"]), int(im["height"])) for im in data["images"]}
+    image_ids, instance_ids, boxes = [], [], []
+    for ann in data["annotations"]:
+        if ann.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
+            continue
+        image_id = int(ann["image_id"])
+        if image_id not in sizes:
+            raise ValueError(f"annotation {ann['id']} in {path} names image {image_id}, not listed")
+        parsed = parse_gt_annotation(ann, sizes[image_id], path)
+        if isinstance(parsed, str):
+            continue
+        image_ids.append(image_id)
+        instance_ids.append(int(ann["id"]))
+        boxes.append(parsed[0])
+    return PersonBoxes(
+        source=path,
+        image_ids=np.asarray(image_ids, dtype=np.int64),
+        instance_ids=np.asarray(instance_ids, dtype=np.int64),
+        boxes_xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+        scores=np.ones(len(boxes), dtype=np.float64),
+        ids_by_file={im["file_name"]: int(im["id"]) for im in data["images"]},
     )

@@ -30,6 +30,8 @@ class CocoDataModule(L.LightningDataModule):
     no dataset yet, one is generated there first (then read like any COCO).
     `group_by_image` shuffles training images rather than persons and serves each image's
     persons in a row, so a worker decodes each image once (sampler.ImageGroupedSampler).
+    `reduced_decode` decodes training JPEGs at reduced size where the crop allows (faster, not
+    the reference's pixels: `image_io`); validation always decodes at full size.
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class CocoDataModule(L.LightningDataModule):
         persistent_workers: bool = True,
         skip_bad_images: bool = False,
         group_by_image: bool = False,
+        reduced_decode: bool = False,
         synthetic: dict[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
@@ -68,6 +71,7 @@ class CocoDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers
         self.skip_bad_images = skip_bad_images
         self.group_by_image = group_by_image
+        self.reduced_decode = reduced_decode
         self.synthetic = dict(synthetic) if synthetic else None
         self.seed = seed
         # Shuffling is seeded per epoch (set_epoch), so a resumed run sees the same order.
@@ -98,6 +102,7 @@ class CocoDataModule(L.LightningDataModule):
                 recipe=self.recipe,
                 photometric=self.photometric,
                 cache_size=GROUPED_CACHE_SIZE if self.group_by_image else 0,
+                reduced_decode=self.reduced_decode,
                 **common,
             )
             if self.group_by_image:

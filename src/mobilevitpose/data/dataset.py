@@ -38,9 +38,10 @@ class TopDownDataset(Dataset):
     index): reproducible in any DataLoader worker; call `set_epoch` before each epoch's workers
     start. With `skip_bad_images`, an unreadable image gives a warning, is counted in `num_skipped`
     (per process) and the next index is returned.
-    `reduced_decode` (default on) decodes JPEGs at reduced size when the crop shrinks them; the
-    crops then differ from full-size decoding by interpolation only. `cache_size` decoded
-    images are kept per worker (default: none for train, VAL_CACHE_SIZE for val).
+    `reduced_decode` (training only) decodes JPEGs at reduced size when the crop shrinks them:
+    faster, with pixels that differ from the reference's full-size warp (`data.image_io`).
+    `cache_size` decoded images are kept per worker (default: none for train, VAL_CACHE_SIZE
+    for val).
     """
 
     def __init__(
@@ -52,7 +53,7 @@ class TopDownDataset(Dataset):
         photometric: bool = False,
         seed: int = 0,
         skip_bad_images: bool = False,
-        reduced_decode: bool = True,
+        reduced_decode: bool = False,
         cache_size: int | None = None,
     ) -> None:
         self.instances = list(instances)
@@ -64,6 +65,10 @@ class TopDownDataset(Dataset):
         self.photometric = Photometric() if photometric and train else None
         self.seed = seed
         self.skip_bad_images = skip_bad_images
+        if reduced_decode and not train:
+            raise ValueError(
+                "reduced_decode is for training only: evaluation crops are the reference's"
+            )
         if cache_size is None:
             cache_size = 0 if train else VAL_CACHE_SIZE
         self.reader = CropReader(cache_size=cache_size, reduced_decode=reduced_decode)

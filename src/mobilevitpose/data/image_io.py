@@ -1,13 +1,20 @@
-"""Fast image loading for top-down crops: reduced-size JPEG decode, a small LRU cache, one warp.
+"""Image loading for top-down crops: one warp of the decoded image, a small LRU cache, and an
+optional reduced-size JPEG decode for training.
 
-A person crop is usually a resampling of a small part of a photo, so decoding every pixel at
-full resolution is mostly wasted. When the crop shrinks the image by at least 2, 4 or 8, libjpeg
-can decode straight to that reduced size with its DCT scaling (OpenCV's IMREAD_REDUCED_*),
-which skips most of the inverse DCT and colour conversion. Reduced pixel i is the block of
-original pixels [r i, r i + r), so its centre sits at original pixel coordinate
+By default an image is decoded at full size and warped bilinearly, as the reference toolbox
+does, so crops are the reference's to the grey level. Several persons of one image (validation
+walks them in order) share one decode through the cache.
+
+`reduced_decode` trades that exactness for speed in training: a person crop is usually a
+resampling of a small part of a photo, so when the crop shrinks the image by at least 2, 4 or
+8, libjpeg can decode straight to that reduced size with its DCT scaling (OpenCV's
+IMREAD_REDUCED_*), skipping most of the inverse DCT and colour conversion. Reduced pixel i is
+the block of original pixels [r i, r i + r), so its centre sits at original pixel coordinate
 r i + (r - 1) / 2; composing that map into the crop's warp keeps the crop aligned with the
-full-resolution one (tests check both the offset and the crops). Several persons of one image
-(validation walks them in order) share one decode through the cache.
+full-resolution one. The pixels then differ from the reference's (anti-aliased instead of
+aliased, up to hundreds of grey levels at sharp edges of large persons), though not the
+geometry. The reduction is chosen from the crop alone and the cache serves only that exact
+decode, so a sample's pixels never depend on which samples a worker read before.
 """
 
 from __future__ import annotations
@@ -102,11 +109,12 @@ class CropReader:
     """Cut warped crops out of image files, decoding each image as little as the crop allows.
 
     `cache_size` decoded images (keyed by path and reduction) are kept per process: each
-    DataLoader worker holds its own small cache. `reduced_decode=False` always decodes at full
-    size (the straightforward pipeline). `num_decodes` counts the files actually decoded.
+    DataLoader worker holds its own small cache. `reduced_decode=True` decodes at reduced size
+    where the crop allows (training only: see the module's docstring). `num_decodes` counts the
+    files actually decoded.
     """
 
-    def __init__(self, cache_size: int = 8, reduced_decode: bool = True) -> None:
+    def __init__(self, cache_size: int = 8, reduced_decode: bool = False) -> None:
         if cache_size < 0:
             raise ValueError(f"cache_size must be >= 0; got {cache_size}")
         self.cache_size = cache_size
@@ -117,21 +125,15 @@ class CropReader:
     def clear(self) -> None:
         self._cache.clear()
 
-    def _cached(self, path: str, reduction: int) -> tuple[np.ndarray, int] | None:
-        # Any cached decode at least as sharp as needed will do.
-        for r in sorted((r for r in DECODE_FLAGS if r <= reduction), reverse=True):
-            image = self._cache.get((path, r))
-            if image is not None:
-                self._cache.move_to_end((path, r))
-                return image, r
-        return None
+    def load(self, path: str, reduction: int, image_size: tuple[int, int]) -> np.ndarray:
+        """The BGR image of `path` decoded at 1/`reduction` size.
 
-    def load(
-        self, path: str, reduction: int, image_size: tuple[int, int]
-    ) -> tuple[np.ndarray, int]:
-        """(BGR image, its reduction) for `path`, decoded at 1/`reduction` or sharper."""
-        hit = self._cached(path, reduction)
+        Only that exact decode comes from the cache: a sharper one would give other pixels
+        than the sample's own decode, so the result would depend on what was read before.
+        """
+        hit = self._cache.get((path, reduction))
         if hit is not None:
+            self._cache.move_to_end((path, reduction))
             return hit
         image = read_image(path, reduction)
         self.num_decodes += 1
@@ -151,13 +153,13 @@ class CropReader:
             self._cache[(path, reduction)] = image
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
-        return image, reduction
+        return image
 
     def decode(self, path: str, image_size: tuple[int, int], matrix: np.ndarray) -> Decoded:
         """The decoded image for a crop by `matrix` (image px -> input px), with the matrix
         re-expressed for that decode's size."""
         reduction = choose_reduction(matrix) if self.reduced_decode else 1
-        image, reduction = self.load(path, reduction, image_size)
+        image = self.load(path, reduction, image_size)
         if reduction > 1:
             matrix = reduced_matrix(matrix, reduction)
         return Decoded(image, matrix, reduction)

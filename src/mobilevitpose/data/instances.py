@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 from pycocotools.coco import COCO
 
-from mobilevitpose.data.coco import LAYOUT_HINT, check_fields, read_json, read_person_boxes
+from mobilevitpose.data.coco import (
+    LAYOUT_HINT,
+    check_fields,
+    parse_gt_annotation,
+    read_json,
+    read_person_boxes,
+)
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
@@ -67,42 +73,6 @@ def _image_record(coco: COCO, image_id: int, image_dir: Path) -> tuple[str, tupl
     return str(image_dir / image["file_name"]), (int(image["width"]), int(image["height"]))
 
 
-def _parse_gt(ann: dict, image_size: tuple[int, int], ann_file: Path) -> tuple | str:
-    """(bbox_xyxy, keypoints, visible) of a valid annotation, or why it is filtered out."""
-    for field in ("bbox", "keypoints"):
-        if field not in ann:
-            raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
-    raw = np.asarray(ann["keypoints"], dtype=np.float32)
-    if raw.shape != (NUM_KEYPOINTS * 3,):
-        raise ValueError(
-            f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
-            f"expected {NUM_KEYPOINTS * 3} ({NUM_KEYPOINTS} x (x, y, v))"
-        )
-    raw = raw.reshape(NUM_KEYPOINTS, 3)
-    keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
-    # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
-    num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
-    if ann.get("iscrowd", 0):
-        return "crowd"
-    if num_keypoints == 0 or keypoints.max() <= 0:
-        return "no labelled keypoints"
-    img_w, img_h = image_size
-    x, y, w, h = (float(v) for v in ann["bbox"])
-    bbox = np.array(
-        [
-            np.clip(x, 0, img_w - 1),
-            np.clip(y, 0, img_h - 1),
-            np.clip(x + w, 0, img_w - 1),
-            np.clip(y + h, 0, img_h - 1),
-        ],
-        dtype=np.float32,
-    )
-    # The reference tests for an empty box after clipping.
-    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
-        return "empty box after clipping to the image"
-    return bbox, keypoints, visible.astype(np.float32)
-
-
 def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:
     """Valid person instances with ground-truth boxes (score 1, id = annotation id)."""
     coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
@@ -111,7 +81,7 @@ def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Insta
     for image_id in coco.getImgIds():
         image_path, image_size = _image_record(coco, image_id, image_dir)
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            parsed = _parse_gt(ann, image_size, ann_file)
+            parsed = parse_gt_annotation(ann, image_size, ann_file)
             if isinstance(parsed, str):
                 filtered[parsed] += 1
                 continue
@@ -155,8 +125,12 @@ def load_detection_instances(
             f"{ann_file}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
         )
     instances = []
-    for running_id, (image_id, box, score) in enumerate(
-        zip(boxes.image_ids.tolist(), boxes.boxes_xyxy, boxes.scores.tolist(), strict=True)
+    for image_id, instance_id, box, score in zip(
+        boxes.image_ids.tolist(),
+        boxes.instance_ids.tolist(),
+        boxes.boxes_xyxy,
+        boxes.scores.tolist(),
+        strict=True,
     ):
         if score < score_threshold:
             continue
@@ -166,7 +140,7 @@ def load_detection_instances(
                 image_id=image_id,
                 image_path=image_path,
                 image_size=image_size,
-                instance_id=running_id,
+                instance_id=instance_id,
                 bbox_xyxy=box,
                 bbox_score=score,
                 keypoints_img=np.zeros((NUM_KEYPOINTS, 2), dtype=np.float32),

@@ -62,11 +62,14 @@ class CocoKeypointEvaluator:
 
     def evaluate(self, results: Sequence[dict]) -> dict[str, float]:
         """The ten COCO keypoint stats (STAT_NAMES); -1.0 where COCO finds no GT in a range."""
-        if not results:
-            return dict.fromkeys(STAT_NAMES, 0.0)
         self._check_results(results)
+        # The reference's COCOeval (xtcocotools) ignores results whose keypoint scores are all
+        # <= 0; pycocotools would count them as false positives.
+        scored = [r for r in results if max(r["keypoints"][2::3]) > 0]
+        if not scored:
+            return dict.fromkeys(STAT_NAMES, 0.0)
         # loadRes writes id/area/bbox into the dicts it gets; keep the caller's results clean.
-        detections = [dict(result) for result in results]
+        detections = [dict(result) for result in scored]
         with contextlib.redirect_stdout(io.StringIO()):
             coco_dt = self.coco_gt.loadRes(detections)
             coco_eval = COCOeval(self.coco_gt, coco_dt, iouType="keypoints")

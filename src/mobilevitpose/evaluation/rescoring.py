@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from mobilevitpose.evaluation.settings import SCORE_MODES
 
-def rescore(
-    keypoint_scores: np.ndarray, bbox_scores: np.ndarray, keypoint_score_thr: float
+
+def instance_scores(
+    keypoint_scores: np.ndarray,
+    bbox_scores: np.ndarray,
+    score_mode: str,
+    keypoint_score_thr: float,
 ) -> np.ndarray:
-    """Instance score: bbox_score x mean of the keypoint scores above the threshold (0 if none).
+    """One score per instance from (N, K) keypoint scores and (N,) box scores (`score_mode`:
+    see `EvaluationSettings`).
 
-    The mean is taken in the keypoint scores' float dtype, then numpy's promotion with
-    `bbox_scores` applies, as in MMPose (float32 in, float32 out).
+    Computed in the keypoint scores' float dtype, then numpy's promotion with `bbox_scores`
+    applies, as in MMPose (float32 in, float32 out).
     """
     keypoint_scores = np.asarray(keypoint_scores)
     bbox_scores = np.asarray(bbox_scores)
@@ -20,8 +26,16 @@ def rescore(
             f"keypoint_scores must be (N, K) and bbox_scores (N,), got "
             f"{keypoint_scores.shape} and {bbox_scores.shape}"
         )
+    if score_mode not in SCORE_MODES:
+        raise ValueError(f"score_mode={score_mode!r}; allowed: {', '.join(SCORE_MODES)}")
     dtype = np.result_type(keypoint_scores.dtype, np.float32)
     keypoint_scores = keypoint_scores.astype(dtype, copy=False)
+    if score_mode == "bbox":
+        return bbox_scores
+    if score_mode == "keypoint":
+        return keypoint_scores.mean(axis=1)
+    if score_mode == "bbox_rle":
+        return bbox_scores + keypoint_scores.mean(axis=1) + keypoint_scores.max(axis=1)
     above = keypoint_scores > keypoint_score_thr
     # MMPose sums the kept scores one keypoint at a time; adding column by column reproduces
     # its rounding bit for bit, so tied and near-tied instances rank as they do there.

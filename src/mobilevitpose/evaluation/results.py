@@ -1,16 +1,16 @@
 """COCO keypoint result entries from per-instance predictions in image coordinates.
 
-Follows MMPose's CocoMetric defaults (score_mode='bbox_keypoint', keypoint_score_thr=0.2,
-nms_mode='oks_nms', nms_thr=0.9, use_area=True: `settings.EvaluationSettings`) so that our
-numbers match the reference toolbox. Decoding and the flip test happen upstream.
+Follows MMPose's CocoMetric, its score and NMS modes and their defaults
+(`settings.EvaluationSettings`), so that our numbers match the reference toolbox. Decoding and
+the flip test happen upstream.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mobilevitpose.evaluation.nms import oks_nms
-from mobilevitpose.evaluation.rescoring import rescore
+from mobilevitpose.evaluation.nms import oks_nms, soft_oks_nms
+from mobilevitpose.evaluation.rescoring import instance_scores
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.keypoints import PERSON_CATEGORY_ID
 
@@ -33,9 +33,9 @@ def coco_results(
 ) -> list[dict]:
     """COCO keypoint result entries from per-instance predictions (image coordinates).
 
-    Per image: instances sorted by instance id and de-duplicated on it (first kept), rescored
-    and OKS-NMS'd as `settings` say (`nms_thr=None` disables NMS). `areas` are prod(scale) of
-    the padded, aspect-fixed boxes. Images come out in ascending id order, so the output does
+    Per image: instances sorted by instance id and de-duplicated on it (first kept), scored and
+    suppressed as `settings` say (`score_mode`, `nms_mode`). `areas` are prod(scale) of the
+    padded, aspect-fixed boxes. Images come out in ascending id order, so the output does
     not depend on the order predictions arrive in (e.g. across DDP ranks).
     """
     image_ids = np.asarray(image_ids)
@@ -61,7 +61,9 @@ def coco_results(
             f"keypoint_scores must be {keypoints_img.shape[:2]} to match keypoints_img, "
             f"got {keypoint_scores.shape}"
         )
-    scores = rescore(keypoint_scores, bbox_scores, settings.keypoint_score_thr)
+    scores = instance_scores(
+        keypoint_scores, bbox_scores, settings.score_mode, settings.keypoint_score_thr
+    )
     areas = np.asarray(areas)
     # x, y, score per keypoint in the input dtype, so float32 predictions serialise as in MMPose.
     flat_keypoints = np.concatenate([keypoints_img, keypoint_scores[..., None]], axis=-1)
@@ -75,10 +77,9 @@ def coco_results(
 
     results: list[dict] = []
     for members in np.split(order, image_starts):
-        if settings.nms_thr is not None:
-            kept = oks_nms(
-                keypoints_img[members], scores[members], areas[members], settings.nms_thr
-            )
+        if settings.nms_mode != "none":
+            nms = oks_nms if settings.nms_mode == "oks_nms" else soft_oks_nms
+            kept = nms(keypoints_img[members], scores[members], areas[members], settings.nms_thr)
             members = members[kept]
         results.extend(
             {

@@ -38,6 +38,7 @@ from mobilevitpose.inference.sources import (
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.keypoints.json"
+NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
 def predict(
@@ -58,7 +59,7 @@ def predict(
     results into `out_dir`; returns the COCO keypoint results.
 
     The flip test, rescoring and OKS-NMS follow the model's evaluation settings (stored by
-    mvp-train and mvp-export), changed by `evaluation` (e.g. {"nms_thr": None}).
+    mvp-train and mvp-export), changed by `evaluation` (e.g. {"nms_mode": "none"}).
     """
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
     results_path = out_dir / RESULTS_FILE
@@ -95,16 +96,19 @@ def predict(
         if boxes is None:
             frame_boxes = np.array([[0, 0, width, height]], np.float32)
             frame_scores = np.ones(1, np.float32)
+            frame_ids = np.zeros(1, np.int64)
         else:
-            frame_boxes, frame_scores = boxes_by_image.get(
-                frame.image_id, (np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-            )
+            frame_boxes, frame_scores, frame_ids = boxes_by_image.get(frame.image_id, NO_BOXES)
             keep = frame_scores >= bbox_score_thr
-            frame_boxes, frame_scores = frame_boxes[keep], frame_scores[keep]
+            frame_boxes, frame_scores, frame_ids = (
+                frame_boxes[keep],
+                frame_scores[keep],
+                frame_ids[keep],
+            )
         predicted = estimator(frame.image_bgr, frame_boxes)
         frame_results = coco_results(
             image_ids=np.full(len(frame_boxes), frame.image_id),
-            instance_ids=np.arange(len(frame_boxes)),
+            instance_ids=frame_ids,
             bbox_scores=frame_scores,
             settings=estimator.evaluation,
             **predicted,
@@ -128,8 +132,8 @@ def predict(
     if writer is not None:
         writer.release()
     if kind == "frames" and boxes is not None:  # a video's frame count is known only now
-        frame_ids = [entry["id"] for entry in index]
-        check_boxes_match(boxes_by_image, boxes.source, frame_ids, f"{len(index)} video frames")
+        video_ids = [entry["id"] for entry in index]
+        check_boxes_match(boxes_by_image, boxes.source, video_ids, f"{len(index)} video frames")
     write_json(results_path, results, overwrite=overwrite, indent=None)
     write_json(out_dir / "images.json", index, indent=1)
     return results
@@ -144,16 +148,16 @@ def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.nd
     return draw_skeleton(image_bgr, flat[..., :2], flat[..., 2], score_thr=score_thr)
 
 
-def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Boxes and float32 scores per image id, without boxes of zero or negative size: no crop
     can be cut there."""
     by_image = boxes.by_image()
     usable, empty = {}, 0
-    for image_id, (xyxy, scores) in by_image.items():
+    for image_id, (xyxy, scores, ids) in by_image.items():
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         empty += int((~keep).sum())
         if keep.any():
-            usable[image_id] = (xyxy[keep], scores[keep].astype(np.float32))
+            usable[image_id] = (xyxy[keep], scores[keep].astype(np.float32), ids[keep])
     if empty:
         log.info("%s: skipped %d boxes of zero or negative size", boxes.source, empty)
     return usable

@@ -1,16 +1,20 @@
 """Table 2: parameters and multiply-accumulates of every model config at its own input size.
 
 Counting uses torch's own FLOP counter (`torch.utils.flop_counter`), which counts 2 FLOPs per
-multiply-accumulate of convolutions, matmuls and attention; we report MACs (its count / 2),
-which is what MMPose's counter and the paper call "FLOPs".
+multiply-accumulate of convolutions and matmuls; we report MACs (its count / 2), which is what
+MMPose's counter and the paper call "FLOPs". The attention products are counted apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from mobilevitpose.reporting.runs import Run
@@ -60,6 +64,37 @@ NOTES = (
 )
 
 
+class AttentionCounter(TorchFunctionMode):
+    """Multiply-accumulates of the attention products (q @ k^T and attn @ v) of every
+    `scaled_dot_product_attention` call, counted from the operands' shapes.
+
+    Counted here rather than read from torch's FLOP counter, which knows the fused attention
+    kernels only in some releases (torch 2.14 counts none of the CPU flash-attention calls,
+    2.15 does), so that the column reads the same under every supported torch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Sequence[type],
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[
+                :3
+            ]
+            *batch, length, width = query.shape
+            source = key.shape[-2]
+            self.macs += math.prod(batch) * length * source * (width + value.shape[-1])
+        return func(*args, **kwargs)
+
+
 def _is_attention(op: object) -> bool:
     return "attention" in str(op)
 
@@ -68,20 +103,20 @@ def count(model: torch.nn.Module, input_size: tuple[int, int]) -> tuple[float, f
     """(parameters in M, GMACs, attention GMACs) of `model` on one (3, h, w) input.
 
     GMACs leave out the attention products (q @ k^T, attn @ v): MMPose's counter, which the
-    paper used, hooks modules (convolutions, linear layers) and never sees them, and torch's
-    counter counts them only in some releases (it learned the CPU flash-attention kernel in
-    2.15). They are reported on their own.
+    paper used, hooks modules (convolutions, linear layers) and never sees them. They are
+    reported on their own (`AttentionCounter`); whatever torch's counter makes of the fused
+    attention kernels is left out of both.
     """
     w, h = input_size
     params = sum(p.numel() for p in model.parameters()) / 1e6
     model.eval()
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    attention = AttentionCounter()
+    with torch.no_grad(), counter, attention:
         model(torch.zeros(1, 3, h, w))
     flops = counter.get_flop_counts()["Global"]
-    attention = sum(n for op, n in flops.items() if _is_attention(op))
-    total = sum(flops.values())
-    return params, (total - attention) / 2e9, attention / 2e9
+    others = sum(n for op, n in flops.items() if not _is_attention(op))
+    return params, others / 2e9, attention.macs / 1e9
 
 
 def _delta(ours: float, paper: float) -> float:

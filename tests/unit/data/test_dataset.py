@@ -104,10 +104,10 @@ def test_reduced_crop_aligns_with_full_crop(jpeg_path, box_width):
     matrix = crop.image_matrix(CODEC.input_size, udp=True)
     reduction = choose_reduction(matrix)
     assert reduction == (2 if box_width < 500 else 4)
-    full = CropReader(reduced_decode=False).crop(
+    full = CropReader().crop(str(jpeg_path), (640, 480), matrix, CODEC.input_size)
+    fast = CropReader(reduced_decode=True).crop(
         str(jpeg_path), (640, 480), matrix, CODEC.input_size
     )
-    fast = CropReader().crop(str(jpeg_path), (640, 480), matrix, CODEC.input_size)
     # Yardsticks: the same reduced image placed without the (r - 1) / 2 centre offset, and the
     # full-size crop moved by half an output pixel (plain interpolation error).
     reduced = read_image(jpeg_path, reduction)
@@ -158,10 +158,38 @@ def test_reduced_decode_crops_match_full_decode_coco_mini(coco_mini_root):
     instances = load_gt_instances(*coco_paths(coco_mini_root, "train"))
     large = sorted(instances, key=lambda i: i.bbox_xyxy[0] - i.bbox_xyxy[2])[:4]
     for instance in large:
-        fast = TopDownDataset([instance], CODEC, train=False, reduced_decode=True)[0]
-        slow = TopDownDataset([instance], CODEC, train=False, reduced_decode=False)[0]
-        assert min(slow["scale"][0] / 191, slow["scale"][1] / 255) >= 2
-        _assert_reduced_matches_full([fast], [slow], max_mad=6.0)
+        matrix = val_crop(instance.bbox_xyxy, CODEC.input_size).image_matrix(CODEC.input_size, True)
+        assert choose_reduction(matrix) >= 2
+        args = (instance.image_path, instance.image_size, matrix, CODEC.input_size)
+        fast, slow = CropReader(reduced_decode=True).crop(*args), CropReader().crop(*args)
+        assert _mad(fast, slow) < 6.0
+
+
+def test_evaluation_crops_are_the_references_full_size_warp(coco_sample_root):
+    # What the reference's TopdownAffine does: the whole decoded image, one bilinear warp.
+    instances = load_gt_instances(*coco_paths(coco_sample_root, "val"))
+    dataset = TopDownDataset(instances, CODEC, train=False)
+    for index, instance in enumerate(instances):
+        matrix = val_crop(instance.bbox_xyxy, CODEC.input_size).image_matrix(CODEC.input_size, True)
+        reference = cv2.warpAffine(cv2.imread(instance.image_path), matrix, CODEC.input_size,
+                                   flags=cv2.INTER_LINEAR)  # fmt: skip
+        ours = dataset[index]["image"].permute(1, 2, 0).numpy()[..., ::-1]
+        np.testing.assert_array_equal(ours, reference)
+    with pytest.raises(ValueError, match="reduced_decode is for training only"):
+        TopDownDataset(instances, CODEC, train=False, reduced_decode=True)
+
+
+def test_reduced_decode_pixels_do_not_depend_on_what_was_read_before(jpeg_path):
+    # A small person (its crop enlarges the image: full-size decode) and a large one (a 1/2
+    # decode) of the same photo; the full-size decode cached first must not serve the large one.
+    small = _instance(jpeg_path, [200, 100, 300, 230])
+    large = _instance(jpeg_path, [0, 0, 600, 470])
+    grouped = dict(train=True, recipe=PAPER, reduced_decode=True, cache_size=4, seed=0)
+    alone = TopDownDataset([small, large], CODEC, **grouped)[1]["image"]
+    after = TopDownDataset([small, large], CODEC, **grouped)
+    after[0]
+    torch.testing.assert_close(after[1]["image"], alone, rtol=0, atol=0)
+    assert after.reader.num_decodes == 2  # the two crops asked for two different decodes
 
 
 def test_item_contents_and_collate(jpeg_path):

@@ -11,15 +11,15 @@ from torch.utils.data import DistributedSampler
 
 from mobilevitpose.evaluation.coco_metric import STAT_NAMES, CocoKeypointEvaluator
 from mobilevitpose.evaluation.gather import gather_predictions
-from mobilevitpose.evaluation.nms import oks_nms
-from mobilevitpose.evaluation.rescoring import rescore
+from mobilevitpose.evaluation.nms import oks_nms, soft_oks_nms
+from mobilevitpose.evaluation.rescoring import instance_scores
 from mobilevitpose.evaluation.results import coco_results
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.geometry import bbox_xywh_to_xyxy, bbox_xyxy_to_center_scale, fix_aspect_ratio
 from mobilevitpose.keypoints import OKS_SIGMAS
 
 DEFAULTS = EvaluationSettings()
-NO_NMS = EvaluationSettings(nms_thr=None)
+NO_NMS = EvaluationSettings(nms_mode="none")
 
 INPUT_SIZE = (192, 256)  # (width, height)
 TINY_PERSONS_PER_IMAGE = {11: 3, 22: 2, 33: 2}  # 7 valid instances: does not divide by 2
@@ -163,17 +163,52 @@ def test_evaluator_rejects_bad_input(tiny_ann: Path, tmp_path: Path) -> None:
         evaluator.evaluate([{k: v for k, v in good.items() if k != "score"}])
 
 
-def test_rescore_threshold_and_all_below() -> None:
+def test_bbox_keypoint_score_threshold_and_all_below() -> None:
     kpt = np.array([[0.9, 0.5, 0.2, 0.1], [0.2, 0.1, 0.0, 0.15], [0.3, 0.3, 0.3, 0.3]])
     bbox = np.array([0.5, 1.0, 0.8])
     # 0.2 is not above the threshold: only 0.9 and 0.5 count in the first row; none in the second.
-    np.testing.assert_allclose(rescore(kpt, bbox, 0.2), [0.5 * 0.7, 0.0, 0.8 * 0.3])
     np.testing.assert_allclose(
-        rescore(kpt, bbox, keypoint_score_thr=0.0), [0.5 * 1.7 / 4, 0.45 / 3, 0.8 * 0.3]
+        instance_scores(kpt, bbox, "bbox_keypoint", 0.2), [0.5 * 0.7, 0.0, 0.8 * 0.3]
     )
-    assert rescore(kpt.astype(np.float32), bbox.astype(np.float32), 0.2).dtype == np.float32
+    np.testing.assert_allclose(
+        instance_scores(kpt, bbox, "bbox_keypoint", 0.0), [0.5 * 1.7 / 4, 0.45 / 3, 0.8 * 0.3]
+    )
+    assert (
+        instance_scores(kpt.astype(np.float32), bbox.astype(np.float32), "bbox_keypoint", 0.2).dtype
+        == np.float32
+    )
     with pytest.raises(ValueError, match="bbox_scores"):
-        rescore(kpt, bbox[:2], 0.2)
+        instance_scores(kpt, bbox[:2], "bbox_keypoint", 0.2)
+
+
+def test_the_other_score_modes() -> None:
+    kpt = np.array([[0.9, 0.5, 0.2, 0.1], [0.2, 0.1, 0.0, 0.15]])
+    bbox = np.array([0.5, 1.0])
+    np.testing.assert_allclose(instance_scores(kpt, bbox, "bbox", 0.2), bbox)
+    np.testing.assert_allclose(instance_scores(kpt, bbox, "keypoint", 0.2), [0.425, 0.1125])
+    np.testing.assert_allclose(
+        instance_scores(kpt, bbox, "bbox_rle", 0.2), [0.5 + 0.425 + 0.9, 1.0 + 0.1125 + 0.2]
+    )
+    with pytest.raises(ValueError, match=r"score_mode='rle'; allowed: bbox_keypoint, bbox"):
+        instance_scores(kpt, bbox, "rle", 0.2)
+    with pytest.raises(ValueError, match=r"evaluation\.nms_mode='nms'; allowed: oks_nms"):
+        EvaluationSettings(nms_mode="nms")
+    # Checkpoints written before nms_mode existed turned NMS off with nms_thr: null.
+    assert EvaluationSettings.from_dict({"nms_thr": None}).nms_mode == "none"
+
+
+def test_soft_oks_nms_decays_overlapping_people_and_keeps_at_most_max_dets() -> None:
+    rng = np.random.default_rng(3)
+    person = rng.uniform(0, 100, size=(17, 2))
+    # Instances 0 and 1 are the same person, 2 another one far away.
+    keypoints = np.stack([person, person + 0.5, person + 500])
+    areas = np.full(3, 100.0**2)
+    scores = np.array([0.9, 0.8, 0.7])
+    # Greedy NMS drops 1; soft NMS keeps it but ranks it behind 2, its score decayed by the
+    # near-total overlap with 0.
+    np.testing.assert_array_equal(oks_nms(keypoints, scores, areas, 0.9), [0, 2])
+    np.testing.assert_array_equal(soft_oks_nms(keypoints, scores, areas, 0.9), [0, 2, 1])
+    np.testing.assert_array_equal(soft_oks_nms(keypoints, scores, areas, 0.9, max_dets=2), [0, 2])
 
 
 def _person(rng: np.random.Generator, offset: float) -> np.ndarray:
