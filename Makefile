@@ -52,8 +52,20 @@ bench: $(STAMP)  ## inference latency/throughput, eager vs ONNX Runtime (+CUDA) 
 bench-train: $(STAMP)  ## GPU training step images/s, real data vs in-memory (data-bound?) -> reports/bench_train.json
 	$(VENV)/bin/mvp-bench-train --out $(REPORTS)/bench_train.json
 
-bench-data: $(STAMP)  ## data pipeline samples/s on one core -> reports/bench_data.json
-	$(VENV)/bin/mvp-bench-data --out $(REPORTS)/bench_data.json
+# MMPOSE_VENV=<venv of ../shared/tools/mmpose/install_mmpose.sh>: the reference's pipeline is
+# timed first, on the same images, and the report holds both side by side.
+SHARED ?= ../shared
+bench-data: $(STAMP)  ## data pipeline samples/s on one core (+ MMPose beside it: MMPOSE_VENV=...) -> reports/bench_data.json
+ifdef MMPOSE_VENV
+	$(MMPOSE_VENV)/bin/python $(SHARED)/tools/mmpose/pipeline_bench.py \
+		--ann $(SHARED)/data/coco_mini/annotations/person_keypoints_train2017.json \
+		--img-dir $(SHARED)/data/coco_mini/train2017 -n 400 --codec udp --modes 'dataset[i]' \
+		--json $(REPORTS)/bench_data_mmpose.json
+	$(VENV)/bin/mvp-bench-data --out $(REPORTS)/bench_data.json \
+		--coco-mini $(SHARED)/data/coco_mini --reference $(REPORTS)/bench_data_mmpose.json
+else
+	$(VENV)/bin/mvp-bench-data --out $(REPORTS)/bench_data.json --coco-mini $(SHARED)/data/coco_mini
+endif
 
 # PROFILE=paper: the paper's recipe on COCO under $(DATA)/coco, four GPU runs one after another.
 # PROFILE=smoke: the same sweep on synthetic data on CPU in minutes (what CI runs).

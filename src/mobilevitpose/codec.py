@@ -107,7 +107,8 @@ def blur_heatmaps(heatmaps: np.ndarray, kernel_size: int = 11) -> np.ndarray:
     OpenCV's sigma for ``sigma=0`` is 0.3 ((k - 1) / 2 - 1) + 0.8, i.e. 2.0 for k = 11. A
     constant-zero border is the same as the reference's zero padding by (k - 1) / 2 then crop.
     """
-    heatmaps = np.asarray(heatmaps, dtype=np.float32)
+    # Contiguous, as OpenCV needs: heatmaps of a channels_last network come strided.
+    heatmaps = np.ascontiguousarray(heatmaps, dtype=np.float32)
     flat = heatmaps.reshape(-1, *heatmaps.shape[-2:])
     blurred = np.empty_like(flat)
     for src, dst in zip(flat, blurred, strict=True):

@@ -132,54 +132,80 @@ def stage_breakdown(dataset: TopDownDataset, indices: Sequence[int]) -> dict[str
     }
 
 
+# The timed pipelines: name -> (train, reduced JPEG decode, order).
+VARIANTS: dict[str, tuple[bool, bool, str]] = {
+    "train": (True, False, "shuffled"),
+    "train_reduced": (True, True, "shuffled"),
+    "train_grouped": (True, False, "grouped"),
+    "train_grouped_reduced": (True, True, "grouped"),
+    "val": (False, False, "in_order"),
+}
+ORDERS = {
+    "shuffled": "persons shuffled per epoch (the reference's order), no decoded-image cache",
+    "grouped": "images shuffled, their persons in a row (data.group_by_image=true)",
+    "in_order": "sequential, as evaluation reads them",
+}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     affinity = _pin(args.core)
     root, source = _data_root(Path(args.coco_mini), Path(args.root))
     codec = HeatmapCodec(kind="udp", input_size=INPUT_SIZE, heatmap_size=HEATMAP_SIZE, sigma=2.0)
-    common = dict(codec=codec, seed=args.seed)
     recipe = augment_recipe(args.augment)
-    train_instances = load_gt_instances(*coco_paths(root, "train"))
-    val_instances = load_gt_instances(*coco_paths(root, "val"))
-    train = TopDownDataset(train_instances, train=True, recipe=recipe, **common)
-    grouped = TopDownDataset(
-        train_instances,
-        train=True,
-        recipe=recipe,
-        cache_size=GROUPED_CACHE_SIZE,
-        **common,
-    )
-    val = TopDownDataset(val_instances, train=False, **common)
-    sampler = ImageGroupedSampler([i.image_id for i in train_instances], seed=args.seed)
+    instances = {split: load_gt_instances(*coco_paths(root, split)) for split in ("train", "val")}
+    sampler = ImageGroupedSampler([i.image_id for i in instances["train"]], seed=args.seed)
 
-    def shuffled(epoch: int) -> Iterable[int]:
-        return np.random.default_rng((args.seed, epoch)).permutation(len(train)).tolist()
+    def order(name: str, size: int) -> Callable[[int], Iterable[int]]:
+        if name == "shuffled":
+            return lambda epoch: (
+                np.random.default_rng((args.seed, epoch)).permutation(size).tolist()
+            )
+        if name == "grouped":
 
-    def by_image(epoch: int) -> Iterable[int]:
-        sampler.set_epoch(epoch)
-        return sampler
+            def by_image(epoch: int) -> Iterable[int]:
+                sampler.set_epoch(epoch)
+                return sampler
 
-    def in_order(epoch: int) -> Iterable[int]:
-        return range(len(val))
+            return by_image
+        return lambda epoch: range(size)
 
     timing = dict(num_samples=args.num_samples, warmup=args.warmup, repeats=args.repeats)
+    results: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
+    for name, (train, reduced, order_name) in VARIANTS.items():
+        dataset = TopDownDataset(
+            instances["train" if train else "val"],
+            codec=codec,
+            train=train,
+            recipe=recipe if train else None,
+            reduced_decode=reduced,
+            cache_size=GROUPED_CACHE_SIZE if order_name == "grouped" else None,
+            seed=args.seed,
+        )
+        settings[name] = {
+            "order": ORDERS[order_name],
+            "reduced_decode": reduced,
+            "decoded_image_cache": dataset.reader.cache_size,
+        }
+        results[f"{name}_dataset[i]"] = time_dataset(
+            dataset, order(order_name, len(dataset)), **timing
+        )
+        if name in ("train", "train_reduced"):
+            indices = [i % len(dataset) for i in range(args.num_samples)]
+            results[f"{name}_stages"] = stage_breakdown(dataset, indices)
     report: dict[str, Any] = {
         "data": {
             "source": source,
             "root": str(root.resolve()),
-            "train_instances": len(train),
-            "val_instances": len(val),
+            "train_instances": len(instances["train"]),
+            "val_instances": len(instances["val"]),
         },
         "setting": {
             "input_size": INPUT_SIZE,
             "heatmap_size": HEATMAP_SIZE,
             "codec": "udp",
             "augment": args.augment,
-            "train_order": "shuffled permutations, no decoded-image cache",
-            "train_grouped_order": (
-                f"images shuffled, their persons in a row (data.group_by_image=true), cache of "
-                f"{grouped.reader.cache_size} decoded images"
-            ),
-            "val_order": f"sequential, cache of {val.reader.cache_size} decoded images",
+            "variants": settings,
             **timing,
         },
         "machine": machine_info(
@@ -188,10 +214,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch_threads=torch.get_num_threads(),
             opencv=cv2.__version__,
         ),
-        "train_dataset[i]": time_dataset(train, shuffled, **timing),
-        "train_grouped_dataset[i]": time_dataset(grouped, by_image, **timing),
-        "val_dataset[i]": time_dataset(val, in_order, **timing),
-        "train_stages": stage_breakdown(train, [i % len(train) for i in range(args.num_samples)]),
+        **results,
     }
     if args.reference:
         reference = json.loads(Path(args.reference).read_text())["runs"][REFERENCE_RUN]
@@ -199,9 +222,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "file": str(args.reference),
             "run": REFERENCE_RUN,
             "median": reference["median"],
-            "ratio_train_vs_reference": report["train_dataset[i]"]["median"] / reference["median"],
-            "ratio_train_grouped_vs_reference": (
-                report["train_grouped_dataset[i]"]["median"] / reference["median"]
-            ),
+            "ratios": {
+                name: results[f"{name}_dataset[i]"]["median"] / reference["median"]
+                for name in VARIANTS
+                if VARIANTS[name][0]
+            },
         }
     return report

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mobilevitpose.benchmarks.data import SHARED_DATA, run
+from mobilevitpose.benchmarks.data import SHARED_DATA, VARIANTS, run
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 
 
@@ -25,25 +26,29 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--reference", default=None, help="JSON written by the reference's pipeline_bench.py"
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    report = run(args)
-    out = write_json(args.out, report)
-    for name in ("train", "train_grouped", "val"):
-        rates = report[f"{name}_dataset[i]"]
-        print(
-            f"{name + ' dataset[i]:':28s} median {rates['median']:.1f} samples/s "
-            f"(best {rates['best']:.1f})"
-        )
-    stages = report["train_stages"]["ms_per_sample"]
-    print("train stages (ms/sample): " + ", ".join(f"{k} {v:.3f}" for k, v in stages.items()))
-    if "reference" in report:
-        ref = report["reference"]
-        print(
-            f"reference train {ref['median']:.1f} samples/s; ours / reference: "
-            f"{ref['ratio_train_vs_reference']:.2f} (per-person shuffle), "
-            f"{ref['ratio_train_grouped_vs_reference']:.2f} (grouped by image)"
-        )
-    print(f"wrote {out}")
+    with reported_as_user_errors("mvp-bench-data", args.debug):
+        report = run(args)
+        out = write_json(args.out, report)
+        ratios = report.get("reference", {}).get("ratios", {})
+        for name in VARIANTS:
+            rates = report[f"{name}_dataset[i]"]
+            ratio = f", {ratios[name]:.2f}x the reference" if name in ratios else ""
+            print(
+                f"{name + ' dataset[i]:':34s} median {rates['median']:.1f} samples/s "
+                f"(best {rates['best']:.1f}){ratio}"
+            )
+        for name in ("train", "train_reduced"):
+            stages = report[f"{name}_stages"]["ms_per_sample"]
+            print(
+                f"{name} stages (ms/sample): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in stages.items())
+            )
+        if "reference" in report:
+            reference = report["reference"]["median"]
+            print(f"reference (MMPose) train dataset[i]: {reference:.1f} samples/s")
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

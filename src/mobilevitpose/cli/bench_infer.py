@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mobilevitpose.benchmarks.infer import DEFAULT_MODELS, run, to_markdown
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 
 
@@ -25,20 +26,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="0: every usable core")
     parser.add_argument("--no-cuda", action="store_true", help="CPU backends only")
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    for flag in ("runs", "batch", "batch_runs"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-    if min(args.input_size) < 32 or any(v % 32 for v in args.input_size):
-        parser.error(
-            f"--input-size must be multiples of 32 (backbone stride); got {args.input_size}"
-        )
+    with reported_as_user_errors("mvp-bench-infer", args.debug):
+        for flag in ("runs", "batch", "batch_runs"):
+            if getattr(args, flag) < 1:
+                parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+        if min(args.input_size) < 32 or any(v % 32 for v in args.input_size):
+            parser.error(
+                f"--input-size must be multiples of 32 (backbone stride); got {args.input_size}"
+            )
 
-    report = run(args)
-    write_json(args.out_dir / "bench_infer.json", report)
-    markdown = to_markdown(report)
-    (args.out_dir / "bench_infer.md").write_text("# Inference benchmark\n\n" + markdown)
-    print(markdown)
+        report = run(args)
+        write_json(args.out_dir / "bench_infer.json", report)
+        markdown = to_markdown(report)
+        (args.out_dir / "bench_infer.md").write_text("# Inference benchmark\n\n" + markdown)
+        print(markdown)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mobilevitpose.benchmarks.train import DEFAULT_MODELS, run
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 
 
@@ -28,10 +29,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     parser.add_argument("--device", help="default: cuda when present, else cpu")
     parser.add_argument("--out", type=Path, default=Path("reports/bench_train.json"))
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    report = run(args)
-    write_json(args.out, report)
-    print(f"wrote {args.out}")
+    with reported_as_user_errors("mvp-bench-train", args.debug):
+        report = run(args)
+        write_json(args.out, report)
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

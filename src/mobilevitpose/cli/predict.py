@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.evaluation.settings import NMS_MODES, SCORE_MODES
 from mobilevitpose.inference.estimator import BACKENDS
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
@@ -41,26 +42,28 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="per-image suppression (default: the model's)")  # fmt: skip
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    evaluation: dict[str, Any] = {}
-    if args.no_flip:
-        evaluation["flip_test"] = False
-    if args.nms_thr is not None:
-        evaluation["nms_thr"] = args.nms_thr
-    if args.score_mode is not None:
-        evaluation["score_mode"] = args.score_mode
-    if args.nms_mode is not None:
-        evaluation["nms_mode"] = args.nms_mode
-    if args.no_nms:
-        evaluation["nms_mode"] = "none"
-    source = args.input.expanduser().resolve()
-    out = args.out or source.with_name(f"{source.stem}_poses")
-    results = predict(
-        args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
-        device=args.device, evaluation=evaluation, bbox_score_thr=args.bbox_thr,
-        keypoint_draw_thr=args.kpt_thr, render=not args.no_render, overwrite=args.overwrite,
-    )  # fmt: skip
-    print(f"{len(results)} people -> {out / RESULTS_FILE}")
+    with reported_as_user_errors("mvp-predict", args.debug):
+        evaluation: dict[str, Any] = {}
+        if args.no_flip:
+            evaluation["flip_test"] = False
+        if args.nms_thr is not None:
+            evaluation["nms_thr"] = args.nms_thr
+        if args.score_mode is not None:
+            evaluation["score_mode"] = args.score_mode
+        if args.nms_mode is not None:
+            evaluation["nms_mode"] = args.nms_mode
+        if args.no_nms:
+            evaluation["nms_mode"] = "none"
+        source = args.input.expanduser().resolve()
+        out = args.out or source.with_name(f"{source.stem}_poses")
+        results = predict(
+            args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
+            device=args.device, evaluation=evaluation, bbox_score_thr=args.bbox_thr,
+            keypoint_draw_thr=args.kpt_thr, render=not args.no_render, overwrite=args.overwrite,
+        )  # fmt: skip
+        print(f"{len(results)} people -> {out / RESULTS_FILE}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.data.synthetic import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_MAX_PEOPLE,
@@ -32,21 +33,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--workers", type=int, default=None, help="default: all cores, one per 200 images"
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        generate(
-            args.root,
-            num_train=args.num_train,
-            num_val=args.num_val,
-            image_size=(args.width, args.height),
-            seed=args.seed,
-            max_people=args.max_people,
-            min_area=args.min_area,
-            workers=args.workers,
-        )
-    except ValueError as err:
-        parser.error(str(err))
+    with reported_as_user_errors("mvp-synth", args.debug):
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            generate(
+                args.root,
+                num_train=args.num_train,
+                num_val=args.num_val,
+                image_size=(args.width, args.height),
+                seed=args.seed,
+                max_people=args.max_people,
+                min_area=args.min_area,
+                workers=args.workers,
+            )
+        except ValueError as err:
+            parser.error(str(err))
 
 
 if __name__ == "__main__":

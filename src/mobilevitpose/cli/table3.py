@@ -7,6 +7,7 @@ import argparse
 import math
 from pathlib import Path
 
+from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.reporting.runs import find_runs, runs_from_wandb
 from mobilevitpose.reporting.table3 import SMOKE_CAVEAT, write_report
 
@@ -20,12 +21,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", type=Path, default=Path("reports"))
     parser.add_argument("--smoke", action="store_true",
                         help="mark the report as a smoke run on synthetic data")  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    runs = find_runs(args.runs) if args.runs else runs_from_wandb(args.wandb, args.group)
-    report = write_report(runs, args.out_dir, SMOKE_CAVEAT if args.smoke else None)
-    print((args.out_dir / "table3.md").read_text())
-    if any(math.isnan(v) for r in report["rows"] for v in r["ours"].values()):
-        raise SystemExit("some runs have NaN metrics")
+    with reported_as_user_errors("mvp-report-table3", args.debug):
+        runs = find_runs(args.runs) if args.runs else runs_from_wandb(args.wandb, args.group)
+        report = write_report(runs, args.out_dir, SMOKE_CAVEAT if args.smoke else None)
+        print((args.out_dir / "table3.md").read_text())
+        if any(math.isnan(v) for r in report["rows"] for v in r["ours"].values()):
+            raise SystemExit("some runs have NaN metrics")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,26 @@ def check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -
             raise ValueError(f"{path}: {what} {name} lacks {missing} (needs {list(fields)})")
 
 
+def _numbers(values: Any, entry: str, field: str) -> np.ndarray:
+    """A flat float32 array of `values`; an error naming the entry and field unless all are
+    finite numbers."""
+    try:
+        array = np.asarray(values, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{entry}: {field!r} must hold numbers; got {values!r:.80}") from None
+    if not np.isfinite(array).all():
+        raise ValueError(f"{entry}: {field!r} holds a value that is not finite: {values!r:.80}")
+    return array
+
+
+def _box(values: Any, entry: str) -> tuple[float, float, float, float]:
+    box = _numbers(values, entry, "bbox")
+    if box.shape != (4,):
+        raise ValueError(f"{entry}: 'bbox' must be 4 numbers (x, y, w, h); got {values!r:.80}")
+    x, y, w, h = (float(v) for v in box)
+    return x, y, w, h
+
+
 def parse_gt_annotation(
     ann: dict, image_size: tuple[int, int], ann_file: Path
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
@@ -67,7 +87,7 @@ def parse_gt_annotation(
     for field in ("bbox", "keypoints"):
         if field not in ann:
             raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
-    raw = np.asarray(ann["keypoints"], dtype=np.float32)
+    raw = _numbers(ann["keypoints"], f"annotation id {ann.get('id')} in {ann_file}", "keypoints")
     if raw.shape != (NUM_KEYPOINTS * 3,):
         raise ValueError(
             f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
@@ -82,7 +102,7 @@ def parse_gt_annotation(
     if num_keypoints == 0 or keypoints.max() <= 0:
         return "no labelled keypoints"
     img_w, img_h = image_size
-    x, y, w, h = (float(v) for v in ann["bbox"])
+    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {ann_file}")
     bbox = np.array(
         [
             np.clip(x, 0, img_w - 1),
@@ -149,8 +169,11 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
     check_fields(data, ("image_id", "category_id", "bbox", "score"), "detection", path)
     persons = [d for d in data if d["category_id"] == PERSON_CATEGORY_ID]
     for i, det in enumerate(persons):
-        if not isinstance(det["bbox"], list) or len(det["bbox"]) != 4:
-            raise ValueError(f"person detection #{i} in {path} has bbox {det['bbox']}; need xywh")
+        entry = f"person detection #{i} (image_id {det['image_id']}) in {path}"
+        _box(det["bbox"], entry)
+        (score,) = _numbers([det["score"]], entry, "score")
+        if not 0.0 <= score <= 1.0:
+            raise ValueError(f"{entry}: 'score' must be in [0, 1]; got {det['score']!r}")
     boxes = np.asarray([d["bbox"] for d in persons], dtype=np.float32).reshape(-1, 4)
     return PersonBoxes(
         source=path,

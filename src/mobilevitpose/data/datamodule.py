@@ -15,6 +15,7 @@ from mobilevitpose.data.coco import DETECTION_FILE, coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 from mobilevitpose.data.sampler import ImageGroupedSampler
+from mobilevitpose.distributed import world_size
 
 BOX_SOURCES = ("detections", "gt")
 # Decoded images each train worker keeps when persons come grouped by image: the current image,
@@ -57,6 +58,15 @@ class CocoDataModule(L.LightningDataModule):
         super().__init__()
         if boxes not in BOX_SOURCES:
             raise ValueError(f"data.boxes={boxes!r}; allowed: {', '.join(BOX_SOURCES)}")
+        for name, value, least in (
+            ("batch_size", batch_size, 2),
+            ("val_batch_size", val_batch_size, 1),
+            ("num_workers", num_workers, 0),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"data.{name}={value!r}: expected a whole number >= {least}")
+        if not isinstance(bbox_score_thr, int | float) or not 0.0 <= bbox_score_thr <= 1.0:
+            raise ValueError(f"data.bbox_score_thr={bbox_score_thr!r}: expected a number in [0, 1]")
         self.root = Path(root).expanduser()
         self.codec = codec
         self.boxes = boxes
@@ -109,6 +119,15 @@ class CocoDataModule(L.LightningDataModule):
                 self.train_sampler = ImageGroupedSampler(
                     [instance.image_id for instance in instances], seed=self.seed
                 )
+            per_device = len(instances) // world_size()
+            if per_device < self.batch_size:
+                raise ValueError(
+                    f"the train split of {self.root} has {len(instances)} person instances "
+                    f"({per_device} per device), fewer than one batch of data.batch_size="
+                    f"{self.batch_size}; incomplete batches are dropped (BatchNorm needs two "
+                    f"crops or more), so training would take no step. Lower data.batch_size "
+                    f"(at most {max(per_device, 2)}) or give more training data"
+                )
         if self.val_dataset is None:
             ann_file, image_dir = coco_paths(self.root, "val")
             if self.boxes == "gt":
@@ -116,6 +135,13 @@ class CocoDataModule(L.LightningDataModule):
             else:
                 instances = load_detection_instances(
                     ann_file, image_dir, self.bbox_file, score_threshold=self.bbox_score_thr
+                )
+            if not instances:
+                raise ValueError(
+                    f"validation has no person instances: {self.box_source} gives no usable "
+                    f"person box for the images of {ann_file} (data.boxes={self.boxes}, "
+                    f"data.bbox_score_thr={self.bbox_score_thr}); give a detection file for "
+                    "these images (data.bbox_file) or use data.boxes=gt"
                 )
             self.val_dataset = TopDownDataset(instances, train=False, **common)
 

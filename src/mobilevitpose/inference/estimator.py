@@ -27,6 +27,16 @@ from mobilevitpose.models.pose_model import normalise_images
 BACKENDS = ("auto", "torch", "onnx")
 
 
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"device {name!r} is not a torch device ({err})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: no CUDA GPU is available here; use the CPU (cpu)")
+    return device
+
+
 class PoseEstimator:
     """A trained pose network and what turns person boxes into keypoints in image pixels: the
     crop (the evaluation crop: padded, aspect-fixed box), flip test, decoding.
@@ -54,12 +64,13 @@ class PoseEstimator:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> PoseEstimator:
         """The network of a mvp-train checkpoint on `device`, with the run's codec and
         evaluation settings."""
+        target = _device(device)
         model, codec, evaluation = load_pose_model(path)
-        model = model.to(device)
+        model = model.to(target)
 
         @torch.inference_mode()
         def network(crops: np.ndarray) -> np.ndarray:
-            images = model.normalise(torch.from_numpy(crops).to(device))
+            images = model.normalise(torch.from_numpy(crops).to(target))
             return model(images).float().cpu().numpy()
 
         return cls(network, codec, evaluation)

@@ -234,7 +234,13 @@ def load_onnx(
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {str(path)!r}")
-    session = make_session(path, intra_op_threads, providers)
+    try:
+        session = make_session(path, intra_op_threads, providers)
+    except Exception as err:  # ONNX Runtime raises its own untyped errors for a broken file
+        raise ValueError(
+            f"{str(path)!r} is not an ONNX model that ONNX Runtime can load "
+            f"(truncated, or not ONNX?): {err}"
+        ) from None
     metadata = decode_metadata(session.get_modelmeta().custom_metadata_map, repr(str(path)))
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]

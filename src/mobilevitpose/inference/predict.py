@@ -38,6 +38,7 @@ from mobilevitpose.inference.sources import (
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.keypoints.json"
+VIS_DIR = "vis"  # the images with skeletons drawn
 NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
@@ -67,6 +68,7 @@ def predict(
         raise FileExistsError(f"{results_path} exists; pick another --out or pass --overwrite")
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source} (an image, a folder or a video)")
+    _check_outputs_stay_out_of(source, out_dir)
     estimator = PoseEstimator.load(model, backend, device).with_evaluation(**(evaluation or {}))
     boxes = read_person_boxes(boxes_file) if boxes_file else None
     boxes_by_image = _usable_boxes(boxes) if boxes is not None else {}
@@ -78,7 +80,17 @@ def predict(
         if boxes is not None:
             check_boxes_match(boxes_by_image, boxes.source, ids, f"{len(files)} input images")
         frames, total, kind = read_images(files, ids), len(files), "images"
+        drawings = [out_dir / VIS_DIR / path.name for path in files] if render else []
+        existing = [path for path in drawings if path.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{existing[0]} exists ({len(existing)} drawings would be replaced); pick another "
+                "--out or pass --overwrite"
+            )
     elif source.suffix.lower() in VIDEO_SUFFIXES:
+        video = out_dir / f"{source.stem}.pose.mp4"
+        if render and video.exists() and not overwrite:
+            raise FileExistsError(f"{video} exists; pick another --out or pass --overwrite")
         capture, total, fps = open_video(source)
         frames, kind = read_video(capture, source.stem), "frames"
     else:
@@ -120,15 +132,14 @@ def predict(
             drawn = _draw(frame.image_bgr, frame_results, keypoint_draw_thr)
             if kind == "frames":
                 if writer is None:
-                    video = str(out_dir / f"{source.stem}.pose.mp4")
                     fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
-                    writer = cv2.VideoWriter(video, fourcc, fps, (width, height))
+                    writer = cv2.VideoWriter(str(video), fourcc, fps, (width, height))
                     if not writer.isOpened():
                         raise RuntimeError(f"OpenCV cannot write {video} (mp4v codec missing?)")
                 writer.write(drawn)
             else:
-                (out_dir / "vis").mkdir(exist_ok=True)
-                cv2.imwrite(str(out_dir / "vis" / frame.file_name), drawn)
+                (out_dir / VIS_DIR).mkdir(exist_ok=True)
+                cv2.imwrite(str(out_dir / VIS_DIR / frame.file_name), drawn)
     if writer is not None:
         writer.release()
     if kind == "frames" and boxes is not None:  # a video's frame count is known only now
@@ -146,6 +157,20 @@ def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.nd
         len(results), -1, 3
     )
     return draw_skeleton(image_bgr, flat[..., :2], flat[..., 2], score_thr=score_thr)
+
+
+def _check_outputs_stay_out_of(source: Path, out_dir: Path) -> None:
+    """Refuse an output folder that is, or is inside, an input folder (for an image or a
+    video: its own folder): drawn images and results must never land among, or replace, the
+    user's inputs."""
+    inputs = (source if source.is_dir() else source.parent).resolve()
+    for folder in (out_dir, out_dir / VIS_DIR):
+        resolved = folder.resolve()
+        if resolved == inputs or (source.is_dir() and inputs in resolved.parents):
+            raise ValueError(
+                f"--out {out_dir} would write into the input folder {inputs}; pick an output "
+                "folder outside it"
+            )
 
 
 def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:

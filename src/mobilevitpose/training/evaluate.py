@@ -11,7 +11,12 @@ from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
 from mobilevitpose.training.config import build_datamodule, instantiate, to_plain
 from mobilevitpose.training.module import module_from_checkpoint
-from mobilevitpose.training.runs import METRICS_FILE, format_metrics, write_metrics
+from mobilevitpose.training.runs import (
+    METRICS_FILE,
+    format_metrics,
+    write_hydra_record,
+    write_metrics,
+)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -34,7 +39,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         val_ann_file=coco_paths(data_cfg.root, "val")[0],
         results_dir=output_dir,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
+    write_hydra_record(output_dir, cfg)
     datamodule = build_datamodule(data_cfg, module.codec, seed=saved.get("seed", 0))
     trainer: L.Trainer = instantiate(cfg.trainer)
     trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.files import write_json
@@ -17,6 +18,7 @@ CONFIG_FILE = "config.yaml"  # the resolved run config
 METRICS_FILE = "metrics.json"  # the final validation of the best checkpoint
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"  # what `resume` continues from
+HYDRA_DIR = ".hydra"
 
 
 def run_dir(resume: str | None, base: str) -> str:
@@ -70,6 +72,16 @@ def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
             f"run with resume={output_dir}, or pick a new hydra.run.dir. Nothing was overwritten."
         )
     return None
+
+
+def write_hydra_record(output_dir: Path, cfg: DictConfig) -> None:
+    """`.hydra/` as Hydra would write it: the composed config (unresolved) and the command-line
+    overrides, for a run that was allowed to start (conf/hydra/default.yaml says why)."""
+    record = output_dir / HYDRA_DIR
+    record.mkdir(parents=True, exist_ok=True)
+    (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    (record / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 
 def pin_wandb_run(cfg: DictConfig) -> None:

@@ -27,6 +27,7 @@ from mobilevitpose.training.runs import (
     format_metrics,
     pin_wandb_run,
     resumed_config,
+    write_hydra_record,
     write_metrics,
 )
 
@@ -43,7 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     elif rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # set on the function
         # DDP workers re-enter here: the run is written once.
         pin_wandb_run(cfg)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        write_hydra_record(output_dir, cfg)
         (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 

@@ -17,8 +17,12 @@ def test_bench_data_writes_its_report(coco_sample_root, tmp_path):
         cv2.setNumThreads(threads[1])
     report = json.loads(out.read_text())
     assert report["data"]["source"] == "coco_mini" and report["data"]["train_instances"] == 12
-    for run in ("train", "train_grouped", "val"):
+    for run in ("train", "train_reduced", "train_grouped", "train_grouped_reduced", "val"):
         assert report[f"{run}_dataset[i]"]["median"] > 0
-    assert set(report["train_stages"]["ms_per_sample"]) == {
-        "geometry", "decode", "warp", "target", "tensor"
-    }  # fmt: skip
+    for run in ("train", "train_reduced"):
+        assert set(report[f"{run}_stages"]["ms_per_sample"]) == {
+            "geometry", "decode", "warp", "target", "tensor"
+        }  # fmt: skip
+    # Full-size decoding everywhere but where it is asked to reduce.
+    assert set(report["train_stages"]["decode_reduction_counts"]) == {"1"}
+    assert report["setting"]["variants"]["val"]["reduced_decode"] is False

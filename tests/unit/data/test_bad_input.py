@@ -156,3 +156,61 @@ def test_an_init_file_that_is_not_a_weight_file_names_it(tmp_path):
     bad.write_text("not weights")
     with pytest.raises(ValueError, match=r"weights\.safetensors"):
         build_model("mobilevitpose_xxs", [f"init.file={bad}"], init="imagenet")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("keypoints", ["x"] * 51, r"annotation id 7 .*'keypoints' must hold numbers"),
+        ("keypoints", [40, 30, 2] * 16 + [float("nan")] * 3, r"annotation id 7 .*not finite"),
+        ("bbox", [10, float("nan"), 60, 50], r"annotation id 7 .*'bbox' holds a value that is not"),
+        ("bbox", [10, 10, 60], r"annotation id 7 .*'bbox' must be 4 numbers"),
+    ],
+)
+def test_annotation_values_that_are_not_finite_numbers_are_named_when_loaded(
+    layout, field, value, message
+):
+    layout["data"]["annotations"].append(_ann(7, **{field: value}))
+    _write(layout)
+    with pytest.raises(ValueError, match=message):
+        load_gt_instances(layout["ann_file"], layout["image_dir"])
+
+
+@pytest.mark.parametrize(
+    ("detection", "message"),
+    [
+        ({"bbox": [1, 2, float("nan"), 4]}, r"detection #0 \(image_id 1\).*not finite"),
+        ({"score": 1.5}, r"detection #0 \(image_id 1\).*'score' must be in \[0, 1\]; got 1\.5"),
+        ({"score": -0.1}, r"'score' must be in \[0, 1\]; got -0\.1"),
+        ({"bbox": "1 2 3 4"}, r"'bbox' must hold numbers"),
+    ],
+)
+def test_detection_values_out_of_range_are_named(layout, detection, message):
+    _write(layout)
+    bbox_file = layout["root"] / "dets.json"
+    good = {"image_id": 1, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.5}
+    bbox_file.write_text(json.dumps([{**good, **detection}]))
+    with pytest.raises(ValueError, match=message):
+        load_detection_instances(layout["ann_file"], layout["image_dir"], bbox_file)
+
+
+def test_an_annotation_file_is_no_detection_file(layout):
+    _write(layout)
+    with pytest.raises(ValueError, match=r"is a COCO annotation file; a detection-results file"):
+        load_detection_instances(layout["ann_file"], layout["image_dir"], layout["ann_file"])
+
+
+def test_an_annotation_files_boxes_are_the_ground_truth_instances_validation_uses(layout):
+    from mobilevitpose.data.coco import read_person_boxes
+
+    layout["data"]["annotations"] += [
+        _ann(2, bbox=[50, 40, 80, 80]),  # clipped to the 100x80 image
+        _ann(3, keypoints=[0, 0, 0] * 17, num_keypoints=0),  # no keypoint: not an instance
+        _ann(4, iscrowd=1),
+    ]
+    _write(layout)
+    boxes = read_person_boxes(layout["ann_file"])
+    instances = load_gt_instances(layout["ann_file"], layout["image_dir"])
+    assert boxes.instance_ids.tolist() == [i.instance_id for i in instances] == [1, 2]
+    np.testing.assert_array_equal(boxes.boxes_xyxy, np.stack([i.bbox_xyxy for i in instances]))
+    assert boxes.boxes_xyxy[1].tolist() == [50, 40, 99, 79]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from mobilevitpose.data.synthetic import (
     image_rng,
     render_image,
 )
+from mobilevitpose.data.synthetic.body import place_people
+from mobilevitpose.data.synthetic.render import chest_emblem
 from mobilevitpose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
 
 SIZE = (320, 256)
@@ -140,10 +143,10 @@ def test_unlabelled_keypoints_are_outside_or_turned_away():
             assert set(np.flatnonzero(person.turned_away)) <= {0, 1, 2, 3, 4}
 
 
-def test_scenes_have_truncation_occlusion_and_distinct_sides():
+def test_scenes_have_truncation_occlusion_and_sides_that_look_alike():
     flags = []
     occluder_hides_a_joint = False
-    left_minus_right = []  # red - blue, the side tint
+    left_minus_right = []  # red - blue: sides of one colour, as a mirror image needs
     left_parts = [p for p in Part if p.name.startswith("LEFT")]
     right_parts = [p for p in Part if p.name.startswith("RIGHT")]
     for index in range(20):
@@ -163,7 +166,17 @@ def test_scenes_have_truncation_occlusion_and_distinct_sides():
     counts = np.bincount(flags, minlength=3) / len(flags)
     assert counts[0] > 0.03 and counts[1] > 0.05 and counts[2] > 0.5, counts
     assert occluder_hides_a_joint
-    assert np.mean(np.array(left_minus_right) > 0) > 0.8
+    # No colour marks a side (shading and occlusion still differ person by person).
+    assert 0.2 < np.mean(np.array(left_minus_right) > 0) < 0.8
+
+
+def test_front_and_back_are_told_apart_by_the_face_and_the_chest_emblem():
+    person = place_people(np.random.default_rng(3), SIZE, 1)[0]
+    front = dataclasses.replace(person, view=np.eye(3))  # the body faces the camera
+    back = dataclasses.replace(person, view=np.diag([-1.0, 1.0, -1.0]))  # seen from behind
+    assert len(chest_emblem(front)) == 1 and chest_emblem(back) == []
+    face = [KEYPOINT_NAMES.index(n) for n in ("nose", "left_eye", "right_eye")]
+    assert not front.turned_away()[face].any() and back.turned_away()[face].all()
 
 
 def test_detection_file_names_existing_images(dataset):

@@ -129,10 +129,14 @@ def test_bad_arguments_and_foreign_files_give_clear_errors(tiny_model, tmp_path)
         load_onnx(foreign)
 
 
-def test_cli_reports_a_missing_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):
+def test_cli_reports_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
         main([str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "m.onnx")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("mvp-export: error: checkpoint not found: ")
     assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(FileNotFoundError, match=r"nope\.ckpt"):  # --debug: the exception itself
+        main([str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "m.onnx"), "--debug"])
 
 
 def test_cli_exports_a_checkpoint_with_its_codec(tmp_path, capsys):
@@ -161,3 +165,20 @@ def test_cli_exports_a_model_config_and_refuses_overrides_for_a_checkpoint(tmp_p
     with pytest.raises(SystemExit):
         main([str(tmp_path / "x.ckpt"), "--set", TINY[0], "--out", str(tmp_path / "x.onnx")])
     assert "--set applies to --model only" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_onnx_is_named(tmp_path):
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"not a protobuf at all")
+    with pytest.raises(ValueError, match=r"model\.onnx' is not an ONNX model that ONNX Runtime"):
+        load_onnx(not_onnx)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a GPU")
+def test_asking_for_a_gpu_without_one_says_so(tmp_path):
+    from mobilevitpose.inference.estimator import PoseEstimator
+
+    with pytest.raises(ValueError, match=r"device 'cuda': no CUDA GPU is available here"):
+        PoseEstimator.from_checkpoint(tmp_path / "unused.ckpt", device="cuda")
+    with pytest.raises(ValueError, match=r"device 'gpu0' is not a torch device"):
+        PoseEstimator.from_checkpoint(tmp_path / "unused.ckpt", device="gpu0")

@@ -4,8 +4,13 @@ Each person is a small 3D articulated body (pelvis, torso, neck, head, two arms 
 built from anthropometric limb-length ratios and joint angles drawn inside anatomical limits
 from a few pose families (standing, walking, sitting, crouching, active). The body is turned to
 a random view (front, side, back), tilted by a random camera pitch and roll, and projected
-orthographically, so every projected point also has a depth. Left limbs and ears are tinted
-warm and right ones cool, so the two sides are distinguishable in every view.
+orthographically, so every projected point also has a depth.
+
+Left and right look alike, as on a real person; what tells them apart is which way the person
+faces, read from cues a photo also has and a mirror image keeps consistent: a face (eyes,
+nose) on the front of the head and hair on the back, and a shirt emblem on the front of the
+chest. A mirrored person is then again a consistent person, with left and right swapped, so
+horizontal flips and the flip test work as on COCO.
 """
 
 from __future__ import annotations
@@ -94,9 +99,6 @@ RADII: dict[str, tuple[float, float]] = {  # (proximal, distal)
     "neck": (0.028, 0.028),
 }
 
-# Warm tint for the person's left side, cool for the right (BGR), blended into limb colours.
-_SIDE_TINT = {1: np.array([40.0, 90.0, 235.0]), -1: np.array([235.0, 150.0, 40.0])}
-_TINT_ALPHA = 0.35
 SKIN_TONES = np.array(
     [[185, 205, 240], [150, 180, 225], [110, 150, 200], [80, 115, 165], [55, 80, 120]],
     dtype=np.float64,
@@ -137,11 +139,6 @@ def hsv_colour(
         dtype=np.uint8,
     )
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float64)
-
-
-def tint(colour: np.ndarray, side: int) -> np.ndarray:
-    """`colour` blended toward the tint of `side` (+1 the person's left, -1 the right)."""
-    return (1 - _TINT_ALPHA) * colour + _TINT_ALPHA * _SIDE_TINT[side]
 
 
 def _outfit(rng: np.random.Generator) -> dict[str, Any]:
@@ -222,6 +219,7 @@ class Body:
     hand_tips: dict[int, np.ndarray]  # side (+1 left, -1 right) -> point
     toes: dict[int, np.ndarray]
     torso_centers: np.ndarray  # (N, 3) spheres whose hull is the torso
+    chest_axes: np.ndarray  # (3, 3) the chest's rotation: its z axis is where the chest faces
     torso_radii: np.ndarray  # (N,)
     lengths: dict[str, float]
     thickness: float
@@ -315,6 +313,7 @@ def _sample_body(rng: np.random.Generator) -> Body:
         hand_tips=hand_tips,
         toes=toes,
         torso_centers=np.array(centers),
+        chest_axes=chest,
         torso_radii=np.array(radii) * thickness,
         lengths=lengths,
         thickness=thickness,

@@ -43,7 +43,6 @@ from mobilevitpose.data.synthetic.body import (
     keypoint_index,
     place_people,
     side_name,
-    tint,
 )
 from mobilevitpose.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
@@ -53,6 +52,8 @@ MIN_KEYPOINTS = 3
 MIN_AREA = 32 * 32
 DEFAULT_IMAGE_SIZE = (320, 256)
 DEFAULT_MAX_PEOPLE = 4
+# The chest emblem shows above this cosine between the chest's facing and the view direction.
+EMBLEM_FACING_MIN = 0.15
 
 # Fixed-point bits for OpenCV's sub-pixel polygon filling.
 _SHIFT = 4
@@ -192,12 +193,34 @@ def _head_primitive(person: Person, turned_away: np.ndarray) -> _Primitive:
         elif name.endswith("eye"):
             shapes.append(_Shape(_disc(point, max(0.13 * r, 0.6)), (30.0, 25.0, 20.0)))
         else:
-            side = 1 if name.startswith("left") else -1
-            ear = tint(outfit["skin"] * 0.9, side)
+            ear = outfit["skin"] * 0.9
             shapes.append(
                 _Shape(_disc(point, max(0.2 * r, 0.8), max(0.3 * r, 1.0)), _shade(ear, 1))
             )
     return _Primitive(float(depths[2]), Part.HEAD, shapes)
+
+
+def chest_facing(person: Person) -> float:
+    """Cosine between where the chest faces and the direction towards the camera."""
+    return float((person.view @ person.body.chest_axes[:, 2])[2])
+
+
+def chest_emblem(person: Person) -> list[_Shape]:
+    """A round emblem on the front of the shirt, seen only while the chest faces the camera:
+    with the face and the shirt's lighter front, what tells a person's front from their back,
+    so left from right."""
+    body = person.body
+    facing = chest_facing(person)
+    if facing <= EMBLEM_FACING_MIN:
+        return []
+    torso_length, radius = body.lengths["torso"], body.torso_radii[0]
+    local = np.array([0.0, -0.3 * torso_length, radius])  # mid-chest, on the shirt's surface
+    (center,), _ = person.project((body.shoulder_center + body.chest_axes @ local)[None])
+    r = 0.7 * radius * person.height_px
+    # Foreshortened across as the chest turns away; a contrasting shade of the shirt.
+    shirt = person.outfit["shirt"]
+    colour = shirt * 0.35 if shirt.mean() > 110 else shirt * 0.4 + 150
+    return [_Shape(_disc(center, max(r * facing, 0.6), max(r, 0.6)), _shade(colour, 1.0))]
 
 
 def _person_primitives(person: Person, turned_away: np.ndarray) -> list[_Primitive]:
@@ -206,13 +229,10 @@ def _person_primitives(person: Person, turned_away: np.ndarray) -> list[_Primiti
     centers, depths = person.project(body.torso_centers)
     ring = centers[:, None, :] + body.torso_radii[:, None, None] * person.height_px * _UNIT_CIRCLE
     torso_hull = cv2.convexHull(ring.reshape(-1, 2).astype(np.float32))[:, 0, :]
-    prims = [
-        _Primitive(
-            float(depths.mean()),
-            Part.TORSO,
-            [_Shape(torso_hull.astype(np.float64), _shade(outfit["shirt"], 1.0))],
-        )
-    ]
+    # A two-tone shirt: its front lighter than its back, shaded by how far it faces the camera.
+    front = 0.8 + 0.2 * chest_facing(person)
+    torso = [_Shape(torso_hull.astype(np.float64), _shade(outfit["shirt"], front))]
+    prims = [_Primitive(float(depths.mean()), Part.TORSO, torso + chest_emblem(person))]
     for side in (1, -1):
         name = side_name(side)
         up = name.upper()
@@ -232,18 +252,18 @@ def _person_primitives(person: Person, turned_away: np.ndarray) -> list[_Primiti
                     j[keypoint_index(f"{name}_{start}")],
                     j[keypoint_index(f"{name}_{end}")],
                     RADII[radii],
-                    tint(colour, side),
+                    colour,
                     marks,
                 )
             )
         wrist, ankle = j[keypoint_index(f"{name}_wrist")], j[keypoint_index(f"{name}_ankle")]
         prims.append(
             _limb_primitive(person, Part[f"{up}_HAND"], wrist, body.hand_tips[side],
-                            RADII["hand"], tint(outfit["skin"], side))
+                            RADII["hand"], outfit["skin"])
         )  # fmt: skip
         prims.append(
             _limb_primitive(person, Part[f"{up}_FOOT"], ankle, body.toes[side],
-                            RADII["foot"], tint(outfit["shoes"], side))
+                            RADII["foot"], outfit["shoes"])
         )  # fmt: skip
     head = _head_primitive(person, turned_away)
     neck = _limb_primitive(

@@ -167,9 +167,15 @@ _JSON_FORMAT: dict[str, Any] = {"indent": None, "sort_keys": True, "separators":
 _SETTINGS = ("num_train", "num_val", "image_size", "seed", "max_people", "min_area")
 
 
+# Bumped when the same settings render other pixels: 2 dropped the left/right colour tint
+# (a mirror image contradicted it) for front/back cues (a chest emblem, a two-tone shirt).
+RENDERER_VERSION = 2
+
+
 def _settings(num_train, num_val, image_size, seed, max_people, min_area) -> dict[str, Any]:
     """What determines the dataset's content, as stored in (and compared with) its `info`."""
     return {
+        "renderer": RENDERER_VERSION,
         "num_train": int(num_train),
         "num_val": int(num_val),
         "image_size": [int(v) for v in image_size],

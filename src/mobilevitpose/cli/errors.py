@@ -1,0 +1,36 @@
+"""How the console scripts report a user's mistake: one line that names the problem and the
+fix, and a non-zero exit, without a traceback (programming errors keep theirs).
+
+A bad file, a missing path, or a value out of range reaches the scripts as an OSError or a
+ValueError raised, with its message, where the input is read; `--debug` (or, for the Hydra
+scripts, HYDRA_FULL_ERROR=1) shows the traceback as well.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from omegaconf.errors import OmegaConfBaseException
+
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, OmegaConfBaseException)
+EXIT_CODE = 2
+
+
+@contextmanager
+def reported_as_user_errors(prog: str, debug: bool = False) -> Iterator[None]:
+    """Turn a user error raised inside the block into `prog: error: ...` and exit 2."""
+    try:
+        yield
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_CODE) from None
+
+
+def hydra_debug() -> bool:
+    """Whether the user asked Hydra for full tracebacks."""
+    return os.environ.get("HYDRA_FULL_ERROR") == "1"
