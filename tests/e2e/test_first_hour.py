@@ -96,7 +96,9 @@ def _train_cfg(tmp_path, root, *overrides):
 
 
 def test_a_train_split_smaller_than_one_batch_stops_before_training(people_root, tmp_path):
-    with pytest.raises(ValueError, match=r"fewer than one batch of data\.batch_size=64.*Lower"):
+    with pytest.raises(
+        ValueError, match=r"fewer than one batch of data\.batch_size=64.*lower data\.batch_size"
+    ):
         train(_train_cfg(tmp_path, people_root, "data.batch_size=64"))
     assert not list(tmp_path.glob("checkpoints/*.ckpt"))
 

@@ -115,6 +115,8 @@ def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(checkpoint, tmp
     unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec)
     assert PoseEstimator.load(off).evaluation == settings
     assert PoseEstimator.load(off).with_evaluation(flip_test=True).evaluation.flip_test is True
+    # Files and calls from before nms_mode turned NMS off with nms_thr=None.
+    assert PoseEstimator.load(off).with_evaluation(nms_thr=None).evaluation.nms_mode == "none"
     assert PoseEstimator.load(unrecorded).evaluation == EvaluationSettings()
     assert PoseEstimator.load(checkpoint).evaluation == module.evaluation
 

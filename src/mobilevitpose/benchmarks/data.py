@@ -6,7 +6,8 @@ process pinned to one core with OpenCV and torch on one thread, on real COCO JPE
 under --root (generated there if missing). Train indices come in two orders: shuffled per
 person, as a shuffling sampler hands them out (the reference's order), and grouped by image, as
 ImageGroupedSampler (data.group_by_image=true) hands them out, with the small decoded-image
-cache a train worker then keeps. Val indices come in order, as evaluation reads them. Writes a
+cache a train worker then keeps; each train order is timed with full-size and with reduced-size
+JPEG decoding (data.reduced_decode). Val indices come in order, as evaluation reads them. Writes a
 JSON report with the numbers, the machine and a per-stage breakdown; `--reference` adds the
 reference toolbox's result (the JSON of its pipeline_bench.py run in the same session) and the
 ratios.

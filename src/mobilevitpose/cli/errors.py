@@ -27,8 +27,17 @@ def reported_as_user_errors(prog: str, debug: bool = False) -> Iterator[None]:
     except USER_ERRORS as err:
         if debug:
             raise
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {_message(err)}", file=sys.stderr)
         raise SystemExit(EXIT_CODE) from None
+
+
+def _message(err: BaseException) -> str:
+    # An error in a DataLoader worker arrives with the worker's traceback in its message; its
+    # last line is the original error.
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if "Original Traceback" in str(err) and lines:
+        return lines[-1]
+    return str(err)
 
 
 def hydra_debug() -> bool:

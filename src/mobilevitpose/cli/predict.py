@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--bbox-thr", type=float, default=0.0, help="drop boxes scored lower")
     parser.add_argument("--kpt-thr", type=float, default=0.3, help="hide keypoints scored lower")
     parser.add_argument("--nms-thr", type=float, default=None,
-                        help="OKS-NMS threshold per image (default: the model's)")  # fmt: skip
+                        help="OKS threshold of the NMS (default: the model's)")  # fmt: skip
     parser.add_argument("--no-nms", action="store_true", help="keep every person box's result")
     parser.add_argument("--score-mode", choices=SCORE_MODES,
                         help="instance score (default: the model's)")  # fmt: skip

@@ -8,6 +8,8 @@ Reading annotations into person instances (with pycocotools) is `instances`.
 from __future__ import annotations
 
 import json
+import logging
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ import numpy as np
 
 from mobilevitpose.geometry import bbox_xywh_to_xyxy
 from mobilevitpose.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY_ID
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 # The detection file shipped with MMPose / HRNet (Faster R-CNN, person AP 56.4 on val2017).
@@ -186,23 +190,51 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
     )
 
 
+def _plain_box(ann: dict, image_size: tuple[int, int], path: Path) -> tuple[np.ndarray, ...] | str:
+    """The clipped box of a person annotation without keypoints, or why it is skipped."""
+    if "bbox" not in ann:
+        raise ValueError(f"annotation id {ann.get('id')} in {path} has no 'bbox'")
+    if ann.get("iscrowd", 0):
+        return "crowd"
+    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {path}")
+    img_w, img_h = image_size
+    box = np.array(
+        [min(max(x, 0), img_w - 1), min(max(y, 0), img_h - 1),
+         min(max(x + w, 0), img_w - 1), min(max(y + h, 0), img_h - 1)],
+        dtype=np.float32,
+    )  # fmt: skip
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return "empty box after clipping to the image"
+    return (box,)
+
+
 def _ground_truth_boxes(data: dict[str, Any], path: Path) -> PersonBoxes:
     check_fields(data["images"], ("id", "file_name", "width", "height"), "image", path)
     check_fields(data["annotations"], ("id", "image_id"), "annotation", path)
     sizes = {int(im["id"]): (int(im["width"]), int(im["height"])) for im in data["images"]}
     image_ids, instance_ids, boxes = [], [], []
+    skipped: Counter[str] = Counter()
     for ann in data["annotations"]:
         if ann.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
             continue
         image_id = int(ann["image_id"])
         if image_id not in sizes:
             raise ValueError(f"annotation {ann['id']} in {path} names image {image_id}, not listed")
-        parsed = parse_gt_annotation(ann, sizes[image_id], path)
+        # A box-only annotation file (e.g. instances_val2017.json) gives its person boxes.
+        parsed = (
+            parse_gt_annotation(ann, sizes[image_id], path)
+            if "keypoints" in ann
+            else _plain_box(ann, sizes[image_id], path)
+        )
         if isinstance(parsed, str):
+            skipped[parsed] += 1
             continue
         image_ids.append(image_id)
         instance_ids.append(int(ann["id"]))
         boxes.append(parsed[0])
+    if skipped:
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        log.info("%s: %d person boxes; skipped %s", path, len(boxes), reasons)
     return PersonBoxes(
         source=path,
         image_ids=np.asarray(image_ids, dtype=np.int64),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -119,14 +120,19 @@ class CocoDataModule(L.LightningDataModule):
                 self.train_sampler = ImageGroupedSampler(
                     [instance.image_id for instance in instances], seed=self.seed
                 )
-            per_device = len(instances) // world_size()
+            # The distributed sampler pads every device to ceil(N / devices) samples.
+            per_device = math.ceil(len(instances) / world_size())
             if per_device < self.batch_size:
+                fix = (
+                    f"lower data.batch_size (at most {per_device})"
+                    if per_device >= 2
+                    else "a batch needs 2 crops or more: give more training data"
+                )
                 raise ValueError(
                     f"the train split of {self.root} has {len(instances)} person instances "
                     f"({per_device} per device), fewer than one batch of data.batch_size="
                     f"{self.batch_size}; incomplete batches are dropped (BatchNorm needs two "
-                    f"crops or more), so training would take no step. Lower data.batch_size "
-                    f"(at most {max(per_device, 2)}) or give more training data"
+                    f"crops or more), so training would take no step: {fix}"
                 )
         if self.val_dataset is None:
             ann_file, image_dir = coco_paths(self.root, "val")
@@ -137,11 +143,16 @@ class CocoDataModule(L.LightningDataModule):
                     ann_file, image_dir, self.bbox_file, score_threshold=self.bbox_score_thr
                 )
             if not instances:
+                fix = (
+                    "give annotations with labelled keypoints for the val images"
+                    if self.boxes == "gt"
+                    else "give a detection file for these images (data.bbox_file), lower "
+                    "data.bbox_score_thr, or use data.boxes=gt"
+                )
                 raise ValueError(
                     f"validation has no person instances: {self.box_source} gives no usable "
                     f"person box for the images of {ann_file} (data.boxes={self.boxes}, "
-                    f"data.bbox_score_thr={self.bbox_score_thr}); give a detection file for "
-                    "these images (data.bbox_file) or use data.boxes=gt"
+                    f"data.bbox_score_thr={self.bbox_score_thr}): {fix}"
                 )
             self.val_dataset = TopDownDataset(instances, train=False, **common)
 

@@ -142,7 +142,7 @@ class TopDownDataset(Dataset):
             except (FileNotFoundError, ImageReadError) as err:
                 self.num_skipped += 1
                 warnings.warn(f"skipping sample {candidate}: {err}", stacklevel=2)
-        raise RuntimeError(
+        raise ImageReadError(
             f"{min(MAX_CONSECUTIVE_SKIPS, len(self))} consecutive samples from index {index} "
             "have unreadable images; check the image folder"
         )

@@ -59,7 +59,7 @@ class EvaluationSettings:
         values = dict(values or {})
         if "nms_thr" in values and values["nms_thr"] is None:
             del values["nms_thr"]
-            values.setdefault("nms_mode", "none")
+            values["nms_mode"] = "none"
         allowed = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - allowed)
         if unknown:

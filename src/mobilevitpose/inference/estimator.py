@@ -6,7 +6,6 @@ code as validation, so they agree with it and with each other.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -114,7 +113,7 @@ class PoseEstimator:
 
     def with_evaluation(self, **changes: Any) -> PoseEstimator:
         """This estimator with some evaluation settings changed (e.g. flip_test=False)."""
-        evaluation = dataclasses.replace(self.evaluation, **changes)
+        evaluation = EvaluationSettings.from_dict({**self.evaluation.to_dict(), **changes})
         return PoseEstimator(self.network, self.codec, evaluation, self.batch_size)
 
     def crops(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -38,6 +38,7 @@ from mobilevitpose.inference.sources import (
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.keypoints.json"
+IMAGES_FILE = "images.json"  # image id -> file, so that the results can be read back
 VIS_DIR = "vis"  # the images with skeletons drawn
 NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
@@ -63,9 +64,10 @@ def predict(
     mvp-train and mvp-export), changed by `evaluation` (e.g. {"nms_mode": "none"}).
     """
     source, out_dir = Path(source).expanduser(), Path(out_dir).expanduser()
-    results_path = out_dir / RESULTS_FILE
-    if results_path.exists() and not overwrite:
-        raise FileExistsError(f"{results_path} exists; pick another --out or pass --overwrite")
+    results_path, index_path = out_dir / RESULTS_FILE, out_dir / IMAGES_FILE
+    for path in (results_path, index_path):
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pick another --out or pass --overwrite")
     if not source.exists():
         raise FileNotFoundError(f"input not found: {source} (an image, a folder or a video)")
     _check_outputs_stay_out_of(source, out_dir)
@@ -135,7 +137,7 @@ def predict(
                     fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]
                     writer = cv2.VideoWriter(str(video), fourcc, fps, (width, height))
                     if not writer.isOpened():
-                        raise RuntimeError(f"OpenCV cannot write {video} (mp4v codec missing?)")
+                        raise OSError(f"OpenCV cannot write {video} (mp4v codec missing?)")
                 writer.write(drawn)
             else:
                 (out_dir / VIS_DIR).mkdir(exist_ok=True)
@@ -146,7 +148,7 @@ def predict(
         video_ids = [entry["id"] for entry in index]
         check_boxes_match(boxes_by_image, boxes.source, video_ids, f"{len(index)} video frames")
     write_json(results_path, results, overwrite=overwrite, indent=None)
-    write_json(out_dir / "images.json", index, indent=1)
+    write_json(index_path, index, indent=1)
     return results
 
 
@@ -160,8 +162,8 @@ def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.nd
 
 
 def _check_outputs_stay_out_of(source: Path, out_dir: Path) -> None:
-    """Refuse an output folder that is, or is inside, an input folder (for an image or a
-    video: its own folder): drawn images and results must never land among, or replace, the
+    """Refuse an output folder that is, or is inside, the input folder, or for an image or a
+    video, is its own folder: drawn images and results must never land among, or replace, the
     user's inputs."""
     inputs = (source if source.is_dir() else source.parent).resolve()
     for folder in (out_dir, out_dir / VIS_DIR):

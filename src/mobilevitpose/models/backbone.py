@@ -76,7 +76,7 @@ def _create_pretrained(name: str, file: str | None, kwargs: dict[str, Any]) -> n
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as err:  # offline hub, missing weights: every failure means the same fix
-        raise RuntimeError(
+        raise ConnectionError(
             f"could not fetch ImageNet weights for backbone {name!r} from the model hub "
             f"({type(err).__name__}: {err}). Download them where you have internet and run "
             f"with `{fix}`, or train from scratch with `init=plain`."

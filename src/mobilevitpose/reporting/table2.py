@@ -86,12 +86,12 @@ class AttentionCounter(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         if func is F.scaled_dot_product_attention:
-            query, key, value = (list(args) + [kwargs.get(n) for n in ("query", "key", "value")])[
-                :3
-            ]
+            query, key, value = (
+                args[i] if len(args) > i else kwargs[name]
+                for i, name in enumerate(("query", "key", "value"))
+            )
             *batch, length, width = query.shape
-            source = key.shape[-2]
-            self.macs += math.prod(batch) * length * source * (width + value.shape[-1])
+            self.macs += math.prod(batch) * length * key.shape[-2] * (width + value.shape[-1])
         return func(*args, **kwargs)
 
 

@@ -75,8 +75,9 @@ def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
 
 
 def write_hydra_record(output_dir: Path, cfg: DictConfig) -> None:
-    """`.hydra/` as Hydra would write it: the composed config (unresolved) and the command-line
-    overrides, for a run that was allowed to start (conf/hydra/default.yaml says why)."""
+    """`.hydra/` with the composed config (unresolved) and the command-line overrides, as Hydra
+    would write them (its own hydra.yaml aside), for a run that was allowed to start
+    (conf/hydra/default.yaml says why)."""
     record = output_dir / HYDRA_DIR
     record.mkdir(parents=True, exist_ok=True)
     (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))

@@ -41,19 +41,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if resumed is not None:
         cfg = resumed
         log.info("resuming %s from %s", output_dir, cfg.ckpt_path)
-    elif rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # set on the function
-        # DDP workers re-enter here: the run is written once.
-        pin_wandb_run(cfg)
-        write_hydra_record(output_dir, cfg)
-        (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     L.seed_everything(cfg.seed, workers=True)
 
+    # Built before the run directory is written: a bad model or data setting leaves nothing.
     module: PoseLitModule = instantiate(
         cfg.module,
         val_ann_file=str(coco_paths(cfg.data.root, "val")[0]),
         results_dir=str(output_dir),
     )
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
+    if resumed is None and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
+        # DDP workers re-enter here: the run is written once.
+        pin_wandb_run(cfg)
+        write_hydra_record(output_dir, cfg)
+        (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg)
     callbacks = [*build_callbacks(cfg), RunConfigInCheckpoints(to_plain(cfg), key=CONFIG_KEY)]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -214,3 +214,19 @@ def test_an_annotation_files_boxes_are_the_ground_truth_instances_validation_use
     assert boxes.instance_ids.tolist() == [i.instance_id for i in instances] == [1, 2]
     np.testing.assert_array_equal(boxes.boxes_xyxy, np.stack([i.bbox_xyxy for i in instances]))
     assert boxes.boxes_xyxy[1].tolist() == [50, 40, 99, 79]
+
+
+def test_a_box_only_annotation_file_gives_its_person_boxes(layout):
+    from mobilevitpose.data.coco import read_person_boxes
+
+    # Like instances_val2017.json: person boxes without keypoints; crowd and empty ones skipped.
+    layout["data"]["annotations"] = [
+        {"id": 5, "image_id": 1, "category_id": 1, "bbox": [10, 10, 200, 50]},
+        {"id": 6, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 1},
+        {"id": 7, "image_id": 1, "category_id": 1, "bbox": [120, 10, 20, 20]},
+        {"id": 8, "image_id": 1, "category_id": 2, "bbox": [0, 0, 5, 5]},
+    ]
+    _write(layout)
+    boxes = read_person_boxes(layout["ann_file"])
+    assert boxes.instance_ids.tolist() == [5]
+    assert boxes.boxes_xyxy.tolist() == [[10, 10, 99, 60]]

@@ -219,6 +219,15 @@ def test_ensure_dataset_generates_once_and_leaves_existing_data_alone(tmp_path, 
     assert image.stat().st_mtime_ns == stamp
     # Other settings keep the data but say so.
     assert "seed: 0 -> 3" in caplog.text
+    # Data of an earlier renderer (other pixels for the same labels) is refused, untouched.
+    marker = root / "annotations" / "person_keypoints_val2017.json"
+    old = json.loads(marker.read_text())
+    del old["info"]["renderer"]
+    marker.write_text(json.dumps(old))
+    before = _bytes(root)
+    with pytest.raises(ValueError, match=r"earlier version .*renderer 1, now 2.*delete it"):
+        ensure_dataset(root, seed=0, **small)
+    assert _bytes(root) == before
 
 
 def test_cli_writes_the_layout(tmp_path):

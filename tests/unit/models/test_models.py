@@ -109,7 +109,7 @@ def test_imagenet_init_without_hub_or_file_says_how_to_fix(monkeypatch):
         raise OSError("model hub unreachable")
 
     monkeypatch.setattr(timm.models._builder, "load_pretrained", offline)
-    with pytest.raises(RuntimeError, match=r"mobilevit_xxs(.|\n)*init=imagenet init\.file="):
+    with pytest.raises(ConnectionError, match=r"mobilevit_xxs(.|\n)*init=imagenet init\.file="):
         build_model("mobilevitpose_xxs", init="imagenet")
 
 

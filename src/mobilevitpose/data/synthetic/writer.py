@@ -284,6 +284,14 @@ def ensure_dataset(root: str | Path, **kwargs: Any) -> Path:
     }
     wanted = _settings(**{**defaults, **{k: v for k, v in kwargs.items() if k in _SETTINGS}})
     stored = json.loads(marker.read_text()).get("info", {})
+    if stored.get("renderer") != RENDERER_VERSION:
+        # Other pixels for the same labels: e.g. renderer 1 marked the left side with a colour
+        # that flips contradict, so training on it now would learn against its own labels.
+        raise ValueError(
+            f"{root} was rendered by an earlier version of the synthetic people (renderer "
+            f"{stored.get('renderer', 1)}, now {RENDERER_VERSION}); delete it and run again "
+            "to regenerate it"
+        )
     changed = sorted(k for k, v in wanted.items() if stored.get(k) != v)
     if changed:
         log.warning(
