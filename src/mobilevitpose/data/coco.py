@@ -105,20 +105,9 @@ def parse_gt_annotation(
         return "crowd"
     if num_keypoints == 0 or keypoints.max() <= 0:
         return "no labelled keypoints"
-    img_w, img_h = image_size
-    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {ann_file}")
-    bbox = np.array(
-        [
-            np.clip(x, 0, img_w - 1),
-            np.clip(y, 0, img_h - 1),
-            np.clip(x + w, 0, img_w - 1),
-            np.clip(y + h, 0, img_h - 1),
-        ],
-        dtype=np.float32,
-    )
-    # The reference tests for an empty box after clipping.
-    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
-        return "empty box after clipping to the image"
+    bbox = _clipped_box(ann, image_size, ann_file)
+    if isinstance(bbox, str):
+        return bbox
     return bbox, keypoints, visible.astype(np.float32)
 
 
@@ -190,22 +179,33 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
     )
 
 
-def _plain_box(ann: dict, image_size: tuple[int, int], path: Path) -> tuple[np.ndarray, ...] | str:
+def _clipped_box(ann: dict, image_size: tuple[int, int], path: Path) -> np.ndarray | str:
+    """An annotation's xywh box as xyxy clipped to the image, or why it is empty."""
+    img_w, img_h = image_size
+    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {path}")
+    bbox = np.array(
+        [
+            np.clip(x, 0, img_w - 1),
+            np.clip(y, 0, img_h - 1),
+            np.clip(x + w, 0, img_w - 1),
+            np.clip(y + h, 0, img_h - 1),
+        ],
+        dtype=np.float32,
+    )
+    # The reference tests for an empty box after clipping.
+    if bbox[2] - bbox[0] <= 0 or bbox[3] - bbox[1] <= 0:
+        return "empty box after clipping to the image"
+    return bbox
+
+
+def _plain_box(ann: dict, image_size: tuple[int, int], path: Path) -> tuple[np.ndarray] | str:
     """The clipped box of a person annotation without keypoints, or why it is skipped."""
     if "bbox" not in ann:
         raise ValueError(f"annotation id {ann.get('id')} in {path} has no 'bbox'")
     if ann.get("iscrowd", 0):
         return "crowd"
-    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {path}")
-    img_w, img_h = image_size
-    box = np.array(
-        [min(max(x, 0), img_w - 1), min(max(y, 0), img_h - 1),
-         min(max(x + w, 0), img_w - 1), min(max(y + h, 0), img_h - 1)],
-        dtype=np.float32,
-    )  # fmt: skip
-    if box[2] <= box[0] or box[3] <= box[1]:
-        return "empty box after clipping to the image"
-    return (box,)
+    bbox = _clipped_box(ann, image_size, path)
+    return bbox if isinstance(bbox, str) else (bbox,)
 
 
 def _ground_truth_boxes(data: dict[str, Any], path: Path) -> PersonBoxes:
