@@ -11,7 +11,7 @@ DATA ?= data
 SWEEP := $(RUNS)/table3-$(PROFILE)-$(shell date +%Y%m%d-%H%M%S)
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format table2 bench bench-data bench-train reproduce-table3 clean-venv
+.PHONY: help install train test test-fast lint format table2 bench bench-data bench-train bench-deploy reproduce-table3 clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -19,10 +19,10 @@ help:  ## list the targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,deploy]'
 	@touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the project with its dev tools
+install: $(STAMP)  ## create .venv and install the project with its dev tools and the deploy extra
 
 train: $(STAMP)  ## quickstart: MobileViTPose-XXS on synthetic data, CPU, then COCO AP
 	$(VENV)/bin/mvp-train experiment=quickstart
@@ -51,6 +51,12 @@ bench: $(STAMP)  ## inference latency/throughput, eager vs ONNX Runtime (+CUDA) 
 
 bench-train: $(STAMP)  ## GPU training step images/s, real data vs in-memory (data-bound?) -> reports/bench_train.json
 	$(VENV)/bin/mvp-bench-train --out $(REPORTS)/bench_train.json
+
+# The newest quickstart run's best checkpoint (make train), unless CKPT=... names another.
+CKPT ?= $(lastword $(sort $(wildcard $(RUNS)/train/quickstart/*/checkpoints/best*.ckpt)))
+bench-deploy: $(STAMP)  ## each export format's AP (CKPT, default: newest quickstart) and latency vs eager -> reports/deploy.{json,md}
+	@test -n "$(CKPT)" || { echo "no quickstart checkpoint under $(RUNS)/train/quickstart: run make train first, or pass CKPT=path"; exit 2; }
+	$(VENV)/bin/mvp-bench-deploy --checkpoint $(CKPT) --out-dir $(REPORTS)
 
 # MMPOSE_VENV=<venv of ../shared/tools/mmpose/install_mmpose.sh>: the reference's pipeline is
 # timed first, on the same images, and the report holds both side by side.

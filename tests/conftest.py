@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite; helper functions live in helpers.py."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -40,3 +41,62 @@ def coco_sample_root() -> Path:
 def coco_mini_root() -> Path:
     """159 real COCO images with official keypoint annotations (no detection file)."""
     return _shared("coco_mini")
+
+
+@pytest.fixture(scope="session")
+def tiny_people(tmp_path_factory) -> Path:
+    """3 synthetic val images (and 1 train image)."""
+    from mobilevitpose.data.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("tiny_people"), num_train=1, num_val=3, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, tiny_people) -> Path:
+    """XXS at 64x64 overfitted to the synthetic val people (150 steps): its heatmaps have real
+    peaks, as a trained model's do, and its keypoints land near the ground truth."""
+    import torch
+
+    from helpers import build_module, fit_one_batch, save_checkpoint
+    from mobilevitpose.training.config import build_datamodule, compose, to_plain
+
+    root = tmp_path_factory.mktemp("overfit_ckpt")
+    cfg = compose("train", ["model.input_size=[64,64]", "codec.sigma=1.0",
+                            f"paths.output_dir={root}", f"paths.log_dir={root}",
+                            f"data.root={tiny_people}", "data.boxes=gt"])  # fmt: skip
+    torch.manual_seed(0)
+    module = build_module(cfg)
+    datamodule = build_datamodule(cfg.data, module.codec)
+    datamodule.setup("validate")
+    fit_one_batch(module, next(iter(datamodule.val_dataloader())), steps=150)
+    path = root / "last.ckpt"
+    save_checkpoint(module, path, to_plain(cfg))
+    return path
+
+
+HAS_EXECUTORCH = importlib.util.find_spec("executorch") is not None
+needs_executorch = pytest.mark.skipif(
+    not HAS_EXECUTORCH,
+    reason="ExecuTorch is absent: install the deploy extra, pip install -e '.[deploy]'",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tmp_path_factory, tiny_ckpt, tiny_people) -> dict:
+    """Every export format of `tiny_ckpt` (ExecuTorch ones where the deploy extra is installed),
+    INT8 calibrated on the val people's crops: format -> (path, what its check measured)."""
+    from mobilevitpose.inference.artifacts import FORMATS, export_artifact
+    from mobilevitpose.inference.calibration import split_crops
+    from mobilevitpose.inference.checkpoint import load_pose_model
+
+    model, codec, evaluation = load_pose_model(tiny_ckpt)
+    crops = split_crops(tiny_people, "val", codec, count=None)
+    folder = tmp_path_factory.mktemp("artifacts")
+    exported = {}
+    for fmt in FORMATS.values():
+        if fmt.backend == "executorch" and not HAS_EXECUTORCH:
+            continue
+        path = folder / f"tiny-{fmt.name}{fmt.suffix}"
+        checked = export_artifact(fmt.name, model, path, codec, evaluation, crops)
+        exported[fmt.name] = (path, checked)
+    return exported

@@ -9,47 +9,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from pycocotools.coco import COCO
 
-from helpers import build_module, fit_one_batch, load_module, save_checkpoint
+from helpers import load_module
 from mobilevitpose.cli.predict import main
 from mobilevitpose.data.image_io import ImageReadError
-from mobilevitpose.data.synthetic import generate
 from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
+from mobilevitpose.inference.artifacts import FORMATS
 from mobilevitpose.inference.onnx import export_onnx
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
-from mobilevitpose.training.config import build_datamodule, compose, to_plain
-
-TINY = ["model.input_size=[64,64]", "codec.sigma=1.0"]
-OVERFIT_STEPS = 150
+from mobilevitpose.training.config import compose
 
 
 @pytest.fixture(scope="module")
-def people_root(tmp_path_factory) -> Path:
-    return generate(tmp_path_factory.mktemp("synthetic"), num_train=1, num_val=3, seed=1)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, people_root) -> Path:
-    """XXS at 64x64 overfitted to the synthetic val people: its heatmaps have real peaks, as a
-    trained model's do, and its keypoints should land near the ground truth."""
-    root = tmp_path_factory.mktemp("ckpt")
-    cfg = compose("train", [*TINY, f"paths.output_dir={root}", f"paths.log_dir={root}",
-                            f"data.root={people_root}", "data.boxes=gt"])  # fmt: skip
-    torch.manual_seed(0)
-    module = build_module(cfg)
-    datamodule = build_datamodule(cfg.data, module.codec)
-    datamodule.setup("validate")
-    fit_one_batch(module, next(iter(datamodule.val_dataloader())), steps=OVERFIT_STEPS)
-    path = root / "last.ckpt"
-    save_checkpoint(module, path, to_plain(cfg))
-    return path
-
-
-@pytest.fixture(scope="module")
-def onnx_file(checkpoint, tmp_path_factory) -> Path:
-    module, _ = load_module(checkpoint)
+def onnx_file(tiny_ckpt, tmp_path_factory) -> Path:
+    module, _ = load_module(tiny_ckpt)
     return export_onnx(module.model, tmp_path_factory.mktemp("onnx") / "m.onnx", codec=module.codec)
 
 
@@ -58,12 +32,12 @@ def _load_results(gt_file: Path, results_file: Path) -> COCO:
         return COCO(str(gt_file)).loadRes(str(results_file))
 
 
-def test_coco_sample_with_its_detection_file(checkpoint, coco_sample_root, tmp_path):
+def test_coco_sample_with_its_detection_file(tiny_ckpt, coco_sample_root, tmp_path):
     boxes = (
         coco_sample_root / "person_detection_results/COCO_val2017_detections_AP_H_56_person.json"
     )
     out = tmp_path / "out"
-    results = predict(checkpoint, coco_sample_root / "val2017", out, boxes_file=boxes,
+    results = predict(tiny_ckpt, coco_sample_root / "val2017", out, boxes_file=boxes,
                       progress=False)  # fmt: skip
     gt_file = coco_sample_root / "annotations/person_keypoints_val2017.json"
     loaded = _load_results(gt_file, out / RESULTS_FILE)
@@ -87,11 +61,11 @@ def test_coco_sample_with_its_detection_file(checkpoint, coco_sample_root, tmp_p
         )
 
 
-def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_root, tmp_path):
-    gt_file = people_root / "annotations/person_keypoints_val2017.json"
+def test_annotation_file_boxes_and_whole_images_on_synthetic(tiny_ckpt, tiny_people, tmp_path):
+    gt_file = tiny_people / "annotations/person_keypoints_val2017.json"
     gt = json.loads(gt_file.read_text())
     people = [a for a in gt["annotations"] if not a.get("iscrowd", 0)]
-    results = predict(checkpoint, people_root / "val2017", tmp_path / "gt_boxes",
+    results = predict(tiny_ckpt, tiny_people / "val2017", tmp_path / "gt_boxes",
                       boxes_file=gt_file, evaluation={"nms_mode": "none"},
                       progress=False)  # fmt: skip
     assert len(results) == len(people)
@@ -99,17 +73,17 @@ def test_annotation_file_boxes_and_whole_images_on_synthetic(checkpoint, people_
     # the model was overfitted to these people: its keypoints, in image px, are theirs
     assert CocoKeypointEvaluator(gt_file).evaluate(results)["AP"] > 0.5
 
-    whole = predict(checkpoint, people_root / "val2017", tmp_path / "whole", progress=False)
+    whole = predict(tiny_ckpt, tiny_people / "val2017", tmp_path / "whole", progress=False)
     index = json.loads((tmp_path / "whole" / "images.json").read_text())
     assert len(whole) == len(index) == 3  # one box per image: the image
     assert {r["image_id"] for r in whole} == {im["id"] for im in gt["images"]}  # COCO file names
 
 
-def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(checkpoint, tmp_path):
+def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(tiny_ckpt, tmp_path):
     from mobilevitpose.evaluation.settings import EvaluationSettings
     from mobilevitpose.inference.estimator import PoseEstimator
 
-    module, _ = load_module(checkpoint)
+    module, _ = load_module(tiny_ckpt)
     settings = EvaluationSettings(flip_test=False, keypoint_score_thr=0.3, nms_thr=0.8)
     off = export_onnx(module.model, tmp_path / "off.onnx", codec=module.codec, evaluation=settings)
     unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec)
@@ -118,14 +92,14 @@ def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(checkpoint, tmp
     # Files and calls from before nms_mode turned NMS off with nms_thr=None.
     assert PoseEstimator.load(off).with_evaluation(nms_thr=None).evaluation.nms_mode == "none"
     assert PoseEstimator.load(unrecorded).evaluation == EvaluationSettings()
-    assert PoseEstimator.load(checkpoint).evaluation == module.evaluation
+    assert PoseEstimator.load(tiny_ckpt).evaluation == module.evaluation
 
 
-def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file, people_root,
+def test_onnx_backend_gives_the_same_keypoints_as_pytorch(tiny_ckpt, onnx_file, tiny_people,
                                                           tmp_path):  # fmt: skip
-    images = people_root / "val2017"
-    boxes = people_root / "annotations/person_keypoints_val2017.json"
-    torch_results = predict(checkpoint, images, tmp_path / "pt", boxes_file=boxes, progress=False)
+    images = tiny_people / "val2017"
+    boxes = tiny_people / "annotations/person_keypoints_val2017.json"
+    torch_results = predict(tiny_ckpt, images, tmp_path / "pt", boxes_file=boxes, progress=False)
     onnx_results = predict(onnx_file, images, tmp_path / "onnx", boxes_file=boxes,
                            backend="onnx", progress=False)  # fmt: skip
     assert len(torch_results) == len(onnx_results) > 0
@@ -136,54 +110,80 @@ def test_onnx_backend_gives_the_same_keypoints_as_pytorch(checkpoint, onnx_file,
     assert np.abs(onnx_kpts[:, :2] - torch_kpts[:, :2]).max() < 0.01
 
 
-def test_a_video_gives_results_per_frame_and_a_rendered_video(checkpoint, people_root, tmp_path):
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [name for name in FORMATS if name != "onnx"])
+def test_every_other_artifact_runs_through_predict_as_the_checkpoint(
+    name, tiny_artifacts, tiny_ckpt, tiny_people, tmp_path
+):
+    # The same boxes, crops, flip test, decoding and outputs; fp32 to the checkpoint's keypoints,
+    # INT8 to within 0.05 of its AP.
+    if name not in tiny_artifacts:
+        pytest.skip("ExecuTorch is absent: install the deploy extra, pip install -e '.[deploy]'")
+    path, _ = tiny_artifacts[name]
+    images = tiny_people / "val2017"
+    boxes = tiny_people / "annotations/person_keypoints_val2017.json"
+    torch_results = predict(tiny_ckpt, images, tmp_path / "pt", boxes_file=boxes, progress=False)
+    main([str(path), str(images), "--boxes", str(boxes), "--out", str(tmp_path / name)])
+    results = json.loads((tmp_path / name / RESULTS_FILE).read_text())
+    assert (tmp_path / name / "vis").is_dir()
+    assert [r["image_id"] for r in results] == [r["image_id"] for r in torch_results]
+    if FORMATS[name].int8:
+        evaluator = CocoKeypointEvaluator(boxes)
+        assert evaluator.evaluate(results)["AP"] >= evaluator.evaluate(torch_results)["AP"] - 0.05
+        return
+    ours = np.asarray([r["keypoints"] for r in results]).reshape(-1, 3)
+    theirs = np.asarray([r["keypoints"] for r in torch_results]).reshape(-1, 3)
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=0.01)
+
+
+def test_a_video_gives_results_per_frame_and_a_rendered_video(tiny_ckpt, tiny_people, tmp_path):
     video = tmp_path / "clip.mp4"
-    frames = [cv2.imread(str(p)) for p in sorted((people_root / "val2017").glob("*.jpg"))]
+    frames = [cv2.imread(str(p)) for p in sorted((tiny_people / "val2017").glob("*.jpg"))]
     height, width = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, (width, height))
     for frame in frames:
         writer.write(cv2.resize(frame, (width, height)))
     writer.release()
-    main([str(checkpoint), str(video), "--out", str(tmp_path / "poses")])
+    main([str(tiny_ckpt), str(video), "--out", str(tmp_path / "poses")])
     results = json.loads((tmp_path / "poses" / RESULTS_FILE).read_text())
     assert sorted(r["image_id"] for r in results) == [0, 1, 2]
     rendered = cv2.VideoCapture(str(tmp_path / "poses" / "clip.pose.mp4"))
     assert int(rendered.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
-def test_bad_inputs_give_clear_errors_and_keep_earlier_results(checkpoint, people_root,
+def test_bad_inputs_give_clear_errors_and_keep_earlier_results(tiny_ckpt, tiny_people,
                                                                tmp_path):  # fmt: skip
     note = tmp_path / "notes.txt"
     note.write_text("not an image")
     with pytest.raises(ValueError, match=r"notes\.txt is neither an image"):
-        predict(checkpoint, note, tmp_path / "a", progress=False)
+        predict(tiny_ckpt, note, tmp_path / "a", progress=False)
     corrupt = tmp_path / "folder" / "000000000001.jpg"
     corrupt.parent.mkdir()
     corrupt.write_bytes(b"\xff\xd8\xff not really a jpeg")
     with pytest.raises(ImageReadError, match=r"000000000001\.jpg"):
-        predict(checkpoint, corrupt.parent, tmp_path / "b", progress=False)
+        predict(tiny_ckpt, corrupt.parent, tmp_path / "b", progress=False)
     with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
-        predict(tmp_path / "missing.ckpt", people_root / "val2017", tmp_path / "c")
+        predict(tmp_path / "missing.ckpt", tiny_people / "val2017", tmp_path / "c")
 
     # boxes that name images the input does not have
     one = tmp_path / "one"
     one.mkdir()
-    first = sorted((people_root / "val2017").glob("*.jpg"))[0]
+    first = sorted((tiny_people / "val2017").glob("*.jpg"))[0]
     shutil.copy(first, one / first.name)
-    detections = people_root / "person_detection_results"
+    detections = tiny_people / "person_detection_results"
     (det_file,) = detections.glob("*.json")
     with pytest.raises(ValueError, match="not among the 1 input images"):
-        predict(checkpoint, one, tmp_path / "d", boxes_file=det_file, progress=False)
+        predict(tiny_ckpt, one, tmp_path / "d", boxes_file=det_file, progress=False)
 
     # results already there are never replaced without --overwrite
-    predict(checkpoint, one, tmp_path / "e", progress=False)
+    predict(tiny_ckpt, one, tmp_path / "e", progress=False)
     before = (tmp_path / "e" / RESULTS_FILE).read_bytes()
     with pytest.raises(FileExistsError, match="--overwrite"):
-        predict(checkpoint, one, tmp_path / "e", progress=False)
+        predict(tiny_ckpt, one, tmp_path / "e", progress=False)
     assert (tmp_path / "e" / RESULTS_FILE).read_bytes() == before
 
 
-def test_predict_with_gt_boxes_gives_what_mvp_eval_validated(checkpoint, people_root, tmp_path):
+def test_predict_with_gt_boxes_gives_what_mvp_eval_validated(tiny_ckpt, tiny_people, tmp_path):
     # One crop, decode and scoring path: the keypoints and scores validation wrote for the same
     # checkpoint, boxes and evaluation settings (a detection file's boxes likewise).
     from hydra.core.global_hydra import GlobalHydra
@@ -191,11 +191,11 @@ def test_predict_with_gt_boxes_gives_what_mvp_eval_validated(checkpoint, people_
     from mobilevitpose.training.evaluate import evaluate
 
     GlobalHydra.instance().clear()
-    evaluate(compose("eval", [f"ckpt_path={checkpoint}", f"paths.output_dir={tmp_path / 'eval'}",
-                              f"data.root={people_root}", "data.boxes=gt"]))  # fmt: skip
+    evaluate(compose("eval", [f"ckpt_path={tiny_ckpt}", f"paths.output_dir={tmp_path / 'eval'}",
+                              f"data.root={tiny_people}", "data.boxes=gt"]))  # fmt: skip
     validated = json.loads((tmp_path / "eval" / "val.keypoints.json").read_text())
-    gt_file = people_root / "annotations" / "person_keypoints_val2017.json"
-    predicted = predict(checkpoint, people_root / "val2017", tmp_path / "predict",
+    gt_file = tiny_people / "annotations" / "person_keypoints_val2017.json"
+    predicted = predict(tiny_ckpt, tiny_people / "val2017", tmp_path / "predict",
                         boxes_file=gt_file, render=False, progress=False)  # fmt: skip
     assert [r["image_id"] for r in predicted] == [r["image_id"] for r in validated]
     for ours, theirs in zip(predicted, validated, strict=True):

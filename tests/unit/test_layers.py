@@ -12,6 +12,9 @@ def test_inference_imports_none_of_the_training_stack():
         "import json, sys\n"
         "import mobilevitpose.inference.estimator, mobilevitpose.inference.predict\n"
         "import mobilevitpose.inference.onnx, mobilevitpose.inference.checkpoint\n"
+        "import mobilevitpose.inference.artifacts, mobilevitpose.inference.calibration\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('executorch'): import executorch.runtime\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {TRAINING_STACK})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

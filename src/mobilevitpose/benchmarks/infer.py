@@ -31,7 +31,8 @@ import timm
 import torch
 
 from mobilevitpose.benchmarks.machine import machine_info, usable_cores
-from mobilevitpose.inference.onnx import INPUT_NAME, export_onnx, load_onnx, random_inputs
+from mobilevitpose.inference.fidelity import random_inputs
+from mobilevitpose.inference.onnx import INPUT_NAME, export_onnx, load_onnx
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model
 
@@ -148,7 +149,7 @@ def time_interleaved(
     return times
 
 
-def _summary(seconds: Sequence[float], batch: int) -> dict[str, float]:
+def summarise(seconds: Sequence[float], batch: int) -> dict[str, float]:
     median = statistics.median(seconds)
     p10, p90 = np.percentile(seconds, [10, 90])
     return {
@@ -188,8 +189,8 @@ def bench_model(
                 {
                     "model": model.name,
                     **description,
-                    "latency": _summary(lat, 1),
-                    "throughput": _summary(thr, args.batch),
+                    "latency": summarise(lat, 1),
+                    "throughput": summarise(thr, args.batch),
                 }
             )
     return rows

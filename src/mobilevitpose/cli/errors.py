@@ -15,7 +15,13 @@ from contextlib import contextmanager
 
 from omegaconf.errors import OmegaConfBaseException
 
-USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, OmegaConfBaseException)
+# ModuleNotFoundError: an optional extra (e.g. [deploy]) that is not installed, named as such.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    ValueError,
+    ModuleNotFoundError,
+    OmegaConfBaseException,
+)
 EXIT_CODE = 2
 
 

@@ -2,6 +2,7 @@
 
 mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
 mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
+mvp-predict model.int8.pte val2017/ --boxes person_keypoints_val2017.json
 mvp-predict last.ckpt clip.mp4 --out clip_poses
 """
 
@@ -21,14 +22,14 @@ from mobilevitpose.inference.predict import RESULTS_FILE, predict
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mvp-predict", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "model", type=Path, help="a mvp-train checkpoint (.ckpt) or a mvp-export .onnx file"
+        "model", type=Path, help="a mvp-train checkpoint (.ckpt) or a mvp-export .onnx / .pte file"
     )
     parser.add_argument("input", type=Path, help="an image, a folder of images, or a video")
     parser.add_argument("--boxes", type=Path, help="COCO detection results or annotation file; "
                         "default: one box per image, the whole image")  # fmt: skip
     parser.add_argument("--out", type=Path, help="output folder (default: <input name>_poses)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="auto: onnx for .onnx files, else torch")  # fmt: skip
+                        help="auto: onnx for .onnx, executorch for .pte, else torch")  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     parser.add_argument("--no-flip", action="store_true", help="turn the flip test off")
     parser.add_argument("--bbox-thr", type=float, default=0.0, help="drop boxes scored lower")

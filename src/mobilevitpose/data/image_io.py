@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 import torch
 
+from mobilevitpose.geometry import val_crop
+
 # libjpeg's DCT scaling factors exposed by OpenCV, with the matching decode flags.
 DECODE_FLAGS: dict[int, int] = {
     1: cv2.IMREAD_COLOR,
@@ -186,3 +188,21 @@ def warp_crop(image_bgr: np.ndarray, matrix: np.ndarray, input_size: tuple[int, 
         (int(input_size[0]), int(input_size[1])),
         flags=cv2.INTER_LINEAR,
     )
+
+
+def person_crops(
+    image_bgr: np.ndarray,
+    boxes_xyxy: np.ndarray,
+    input_size: tuple[int, int],
+    udp: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The evaluation crops (padded, aspect-fixed boxes, `val_crop`) of N person boxes (N, 4)
+    xyxy in image px: uint8 RGB (N, 3, h, w), and their centres and scales (N, 2) in image px."""
+    crops, centers, scales = [], [], []
+    for box in boxes_xyxy:
+        crop = val_crop(np.asarray(box, dtype=np.float32), input_size)
+        pixels = warp_crop(image_bgr, crop.image_matrix(input_size, udp), input_size)
+        crops.append(to_rgb_tensor(pixels).numpy())
+        centers.append(crop.center)
+        scales.append(crop.scale)
+    return np.stack(crops), np.stack(centers), np.stack(scales)

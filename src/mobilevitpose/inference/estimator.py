@@ -1,6 +1,6 @@
 """The pose estimator: person boxes in an image -> keypoints in image pixels.
 
-The checkpoint and its exported ONNX file go through the same crop, flip-test and decoding
+The checkpoint and the files exported from it go through the same crop, flip-test and decoding
 code as validation, so they agree with it and with each other.
 """
 
@@ -14,16 +14,16 @@ import numpy as np
 import torch
 
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.image_io import to_rgb_tensor, warp_crop
+from mobilevitpose.data.image_io import person_crops
 from mobilevitpose.evaluation.settings import EvaluationSettings
-from mobilevitpose.geometry import val_crop
+from mobilevitpose.inference.artifacts import BACKEND_OF_SUFFIX, load_artifact
 from mobilevitpose.inference.checkpoint import load_pose_model
-from mobilevitpose.inference.onnx import INPUT_NAME, OUTPUT_NAME, evaluation_of, load_onnx
+from mobilevitpose.inference.onnx import evaluation_of
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 from mobilevitpose.models.flip import predict_heatmaps
 from mobilevitpose.models.pose_model import normalise_images
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
 
 
 def _device(name: str) -> torch.device:
@@ -42,7 +42,7 @@ class PoseEstimator:
 
     `network` maps uint8 RGB crops (B, 3, h, w), as the data pipeline delivers them, to heatmaps
     (B, K, h/4, w/4) float32, normalising them where it runs (on the model's device for a
-    checkpoint); `from_checkpoint` and `from_onnx` build one from a mvp-train checkpoint or a
+    checkpoint); `from_checkpoint` and `from_export` build one from a mvp-train checkpoint or a
     mvp-export file.
     """
 
@@ -75,41 +75,43 @@ class PoseEstimator:
         return cls(network, codec, evaluation)
 
     @classmethod
-    def from_onnx(cls, path: str | Path) -> PoseEstimator:
-        """A mvp-export ONNX file in ONNX Runtime, with the codec and evaluation settings
-        stored in its metadata."""
-        session, metadata = load_onnx(path)
+    def from_export(cls, path: str | Path, threads: int = 0) -> PoseEstimator:
+        """A mvp-export file (ONNX in ONNX Runtime, .pte in ExecuTorch), with the codec and
+        evaluation settings stored in its metadata."""
+        network, metadata = load_artifact(path, threads)
         if "codec" not in metadata:
             raise ValueError(
                 f"{path} carries no codec metadata; export it from a checkpoint with mvp-export"
             )
         mean, std = metadata["mean"], metadata["std"]
 
-        def network(crops: np.ndarray) -> np.ndarray:
+        def run(crops: np.ndarray) -> np.ndarray:
             # The graph takes normalised float crops, as a device runtime feeds it.
-            images = normalise_images(torch.from_numpy(crops), mean, std).numpy()
-            return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+            return network(normalise_images(torch.from_numpy(crops), mean, std).numpy())
 
-        return cls(network, HeatmapCodec(**metadata["codec"]), evaluation_of(metadata))
+        return cls(run, HeatmapCodec(**metadata["codec"]), evaluation_of(metadata))
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "cpu") -> PoseEstimator:
-        """A checkpoint (backend torch) or an exported ONNX file (backend onnx); `auto` tells
-        them apart by the file's suffix."""
+        """A checkpoint (backend torch) or an exported file (onnx: ONNX Runtime, executorch);
+        `auto` tells them apart by the file's suffix."""
         path = Path(path).expanduser()
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}; allowed: {', '.join(BACKENDS)}")
         if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path} (a .ckpt or .onnx file)")
+            suffixes = " or ".join(BACKEND_OF_SUFFIX)
+            raise FileNotFoundError(f"model file not found: {path} (a .ckpt, or a {suffixes} file)")
+        exported = BACKEND_OF_SUFFIX.get(path.suffix)
         if backend == "auto":
-            backend = "onnx" if path.suffix == ".onnx" else "torch"
-        if backend == "onnx":
-            if path.suffix != ".onnx":
-                raise ValueError(f"backend=onnx needs an exported .onnx file; got {path}")
-            return cls.from_onnx(path)
-        if path.suffix == ".onnx":
-            raise ValueError(f"{path} is an ONNX file; use backend=onnx (or auto)")
-        return cls.from_checkpoint(path, device)
+            backend = exported or "torch"
+        if backend == "torch":
+            if exported:
+                raise ValueError(f"{path} is an exported file; use backend={exported} (or auto)")
+            return cls.from_checkpoint(path, device)
+        if exported != backend:
+            suffix = next(s for s, b in BACKEND_OF_SUFFIX.items() if b == backend)
+            raise ValueError(f"backend={backend} needs an exported {suffix} file; got {path}")
+        return cls.from_export(path)
 
     def with_evaluation(self, **changes: Any) -> PoseEstimator:
         """This estimator with some evaluation settings changed (e.g. flip_test=False)."""
@@ -118,15 +120,7 @@ class PoseEstimator:
 
     def crops(self, image_bgr: np.ndarray, boxes_xyxy: np.ndarray) -> tuple[np.ndarray, ...]:
         """uint8 RGB crops (N, 3, h, w) and their centres and scales (N, 2) in image px."""
-        udp = self.codec.kind == "udp"
-        crops, centers, scales = [], [], []
-        for box in boxes_xyxy:
-            crop = val_crop(np.asarray(box, dtype=np.float32), self.input_size)
-            pixels = warp_crop(image_bgr, crop.image_matrix(self.input_size, udp), self.input_size)
-            crops.append(to_rgb_tensor(pixels).numpy())
-            centers.append(crop.center)
-            scales.append(crop.scale)
-        return np.stack(crops), np.stack(centers), np.stack(scales)
+        return person_crops(image_bgr, boxes_xyxy, self.input_size, udp=self.codec.kind == "udp")
 
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
         """Network heatmaps, flip-tested as validation does when the settings say so."""

@@ -1,4 +1,5 @@
-"""ONNX export of a pose network, checked against PyTorch, and loading for inference.
+"""ONNX export of a pose network (fp32, or statically quantised INT8), checked against PyTorch,
+and loading for inference.
 
 The ONNX graph maps a normalised crop "input" (B, 3, h, w) float32 to "heatmaps"
 (B, K, h / 4, w / 4), with a dynamic batch axis and a fixed crop size. Everything a predictor
@@ -12,12 +13,15 @@ networks (MobileViT's unfold/fold reshapes keep a symbolic batch dimension).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import io
 import json
+import logging
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +29,35 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
 
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.evaluation.settings import EvaluationSettings
+from mobilevitpose.inference.fidelity import (
+    PARITY_ATOL,
+    Network,
+    calibration_inputs,
+    check_keypoints,
+    check_parity,
+    int8_tolerance_px,
+    keypoint_deviation,
+    parity,
+    recorded_tolerance,
+    reference_heatmaps,
+)
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
-from mobilevitpose.models.pose_model import PoseModel, normalise_images
+from mobilevitpose.models.pose_model import PoseModel
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmaps"
 MIN_OPSET = 17
-PARITY_ATOL = 1e-4
-# Two batch sizes, one of them not the traced one, prove the batch axis really is dynamic.
-PARITY_BATCH_SIZES = (1, 3)
 _TRACE_BATCH_SIZE = 2
 # Keys every exported file carries; `codec` and `parity` are added when known.
 REQUIRED_METADATA = (
@@ -102,40 +123,6 @@ def make_session(
     )
 
 
-def random_inputs(model: PoseModel, batch_size: int, seed: int = 0) -> torch.Tensor:
-    """Uniform-random RGB crops normalised as the network expects: (B, 3, h, w) float32."""
-    width, height = model.input_size
-    generator = torch.Generator().manual_seed(seed)
-    pixels = torch.randint(0, 256, (batch_size, 3, height, width), generator=generator)
-    return normalise_images(pixels.to(torch.uint8), model.mean, model.std)
-
-
-def parity(
-    model: PoseModel,
-    session: ort.InferenceSession,
-    batch_sizes: Sequence[int] = PARITY_BATCH_SIZES,
-) -> dict[str, Any]:
-    """Max abs difference of ONNX Runtime and PyTorch heatmaps per batch size, plus the largest
-    heatmap magnitude (a diff means little against all-but-zero heatmaps of a fresh head)."""
-    if model.training:
-        raise ValueError("parity needs the model in eval mode (BatchNorm running statistics)")
-    max_abs_diff: dict[str, float] = {}
-    max_abs_heatmap = 0.0
-    for seed, batch_size in enumerate(batch_sizes):
-        inputs = random_inputs(model, batch_size, seed=seed)
-        with torch.inference_mode():
-            expected = model(inputs).numpy()
-        (actual,) = session.run([OUTPUT_NAME], {INPUT_NAME: inputs.numpy()})
-        if actual.shape != expected.shape:
-            raise RuntimeError(
-                f"ONNX heatmaps have shape {actual.shape} at batch {batch_size}; PyTorch gives "
-                f"{expected.shape}"
-            )
-        max_abs_diff[str(batch_size)] = float(np.abs(actual - expected).max())
-        max_abs_heatmap = max(max_abs_heatmap, float(np.abs(expected).max()))
-    return {"max_abs_diff": max_abs_diff, "max_abs_heatmap": max_abs_heatmap}
-
-
 def _trace_to_onnx(model: PoseModel, opset: int) -> onnx.ModelProto:
     width, height = model.input_size
     dummy = torch.zeros(_TRACE_BATCH_SIZE, 3, height, width)
@@ -166,6 +153,17 @@ def _set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
         proto.metadata_props.add(key=key, value=json.dumps(value))
 
 
+def _checked_path(path: str | Path, opset: int, overwrite: bool) -> Path:
+    path = Path(path).expanduser()
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET}; got {opset}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite) to replace")
+    if path.suffix != ".onnx":
+        raise ValueError(f"export path must end in .onnx; got {str(path)!r}")
+    return path
+
+
 def export_onnx(
     model: PoseModel,
     path: str | Path,
@@ -181,39 +179,135 @@ def export_onnx(
     The parity numbers are stored in the metadata under "parity". Nothing is written when the
     check fails. `model` itself is left untouched (a CPU fp32 copy in eval mode is exported).
     """
-    path = Path(path).expanduser()
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}; got {opset}")
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{str(path)!r} exists; pass overwrite=True (--overwrite) to replace")
-    if path.suffix != ".onnx":
-        raise ValueError(f"export path must end in .onnx; got {str(path)!r}")
+    path = _checked_path(path, opset, overwrite)
     model = copy.deepcopy(model).float().cpu().eval()
     metadata = export_metadata(model, codec, evaluation)
 
     proto = _trace_to_onnx(model, opset)
     _set_metadata(proto, metadata)
-    checked = parity(model, make_session(proto.SerializeToString()))
-    worst = max(checked["max_abs_diff"].values())
-    if not worst <= atol:  # also refuses NaN
-        raise RuntimeError(
-            f"ONNX Runtime and PyTorch heatmaps differ by {worst:.3g} (max abs, per batch size: "
-            f"{checked['max_abs_diff']}) > {atol:g}; {str(path)!r} was not written"
-        )
-    _set_metadata(proto, {**metadata, "opset": opset, "parity": {"atol": atol, **checked}})
+    checked = parity(model, session_network(make_session(proto.SerializeToString())),
+                     runtime="ONNX Runtime")  # fmt: skip
+    check_parity(checked, atol, "ONNX Runtime", str(path))
+    _set_metadata(
+        proto,
+        {**metadata, "opset": opset, "precision": "fp32", "parity": {"atol": atol, **checked}},
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(path))
     return path
 
 
+class _CalibrationReader(CalibrationDataReader):
+    def __init__(self, inputs: np.ndarray, batch_size: int = 16) -> None:
+        self._batches = iter(
+            [{INPUT_NAME: inputs[i : i + batch_size]} for i in range(0, len(inputs), batch_size)]
+        )
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def export_onnx_int8(
+    model: PoseModel,
+    path: str | Path,
+    calibration: np.ndarray,
+    codec: HeatmapCodec,
+    *,
+    evaluation: EvaluationSettings | None = None,
+    calibration_source: str = "",
+    opset: int = MIN_OPSET,
+    overwrite: bool = False,
+    check_keypoints_px: float | None = None,
+) -> Path:
+    """Write `model` as a statically quantised INT8 ONNX file (QDQ, per-channel int8 weights,
+    uint8 activations with ranges from the uint8 RGB `calibration` crops).
+
+    The INT8 keypoints on the calibration crops are compared with fp32 PyTorch's and the file
+    is refused when their median distance exceeds `check_keypoints_px` (default: one heatmap
+    cell); `check_keypoints_px=inf` skips the check (random weights, for speed tests only).
+    """
+    path = _checked_path(path, opset, overwrite)
+    model = copy.deepcopy(model).float().cpu().eval()
+    inputs = calibration_inputs(model, calibration)
+    metadata = export_metadata(model, codec, evaluation)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, prepared, quantised = (Path(tmp) / f"{n}.onnx" for n in ("fp32", "pre", "int8"))
+        onnx.save_model(_trace_to_onnx(model, opset), str(fp32))
+        # ORT's recommended preparation: symbolic shapes and graph fusions before quantising.
+        quant_pre_process(str(fp32), str(prepared))
+        with _quiet_quantiser():
+            quantize_static(
+                str(prepared),
+                str(quantised),
+                _CalibrationReader(inputs),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+        proto = onnx.load_model(str(quantised))
+    network = session_network(make_session(proto.SerializeToString()))
+    deviation = keypoint_deviation(
+        reference_heatmaps(model, inputs), _batched(network, inputs), codec
+    )
+    tolerance = int8_tolerance_px(codec) if check_keypoints_px is None else check_keypoints_px
+    if np.isfinite(tolerance):
+        check_keypoints(deviation, tolerance, str(path))
+    quantisation = {
+        "scheme": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, MinMax",
+        "calibration": calibration_source or f"{len(inputs)} crops",
+        "keypoint_check": {"tolerance_px": recorded_tolerance(tolerance), **deviation},
+    }
+    _set_metadata(
+        proto, {**metadata, "opset": opset, "precision": "int8", "quantization": quantisation}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, str(path))
+    return path
+
+
+@contextlib.contextmanager
+def _quiet_quantiser() -> Iterator[None]:
+    # ORT's quantiser logs a root-logger warning for every per-channel axis it cannot use on
+    # rank-1 weights (LayerNorm's), which it then quantises per tensor as intended.
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _batched(network: Network, inputs: np.ndarray, batch_size: int = 32) -> np.ndarray:
+    return np.concatenate(
+        [network(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
+    )
+
+
+def session_network(session: ort.InferenceSession) -> Network:
+    """Normalised float crops -> heatmaps through an ONNX Runtime session."""
+
+    def network(inputs: np.ndarray) -> np.ndarray:
+        return session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(inputs)})[0]
+
+    return network
+
+
 def decode_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
-    """JSON-decode an exported file's `metadata_props`; ValueError when keys are missing."""
+    """JSON-decode an exported ONNX file's `metadata_props`; ValueError when keys are missing."""
     metadata = {}
     for key, value in raw.items():
         try:
             metadata[key] = json.loads(value)
         except json.JSONDecodeError as err:
             raise ValueError(f"{source}: metadata {key!r} is not JSON ({err})") from None
+    return check_metadata(metadata, source)
+
+
+def check_metadata(metadata: dict[str, Any], source: str) -> dict[str, Any]:
+    """`metadata` itself once it holds every REQUIRED_METADATA key; ValueError otherwise."""
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise ValueError(

@@ -4,8 +4,8 @@
 Person boxes come from a COCO detection-results file, from a COCO annotation file (its person
 boxes), or are the whole image. The output folder gets `results.keypoints.json` (COCO keypoint
 results), `images.json` (image id -> file, so the results can be read back) and the images, or
-the video, with skeletons drawn (the paper's Fig. 4 style). The PyTorch checkpoint and its
-exported ONNX file go through the same crop, flip-test and decoding code, so they agree.
+the video, with skeletons drawn (the paper's Fig. 4 style). A PyTorch checkpoint and the files
+exported from it (ONNX, ExecuTorch) go through the same crop, flip-test and decoding code.
 """
 
 from __future__ import annotations

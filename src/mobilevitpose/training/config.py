@@ -22,7 +22,7 @@ from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import AugmentRecipe
 from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.evaluation.settings import EvaluationSettings
-from mobilevitpose.models.build import build_pose_model
+from mobilevitpose.models.build import build_codec, build_pose_model
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.runs import run_dir
 
@@ -100,6 +100,17 @@ def build_model(name: str, overrides: Sequence[str] = (), init: str = "plain") -
         raise ValueError(f"unknown model {name!r}; available: {', '.join(available('model'))}")
     cfg = compose("train", [f"model={name}", f"init={init}", *overrides])
     return build_pose_model(to_plain(cfg.model), to_plain(cfg.init))
+
+
+def build_model_bundle(
+    name: str, overrides: Sequence[str] = ()
+) -> tuple[PoseModel, HeatmapCodec, EvaluationSettings]:
+    """A model config's network (random weights, eval mode), its codec and the evaluation
+    settings a run of it would have: what a checkpoint holds, without the training."""
+    model = build_model(name, overrides).eval()
+    cfg = compose("train", [f"model={name}", *overrides])
+    codec = build_codec(to_plain(cfg.codec), model)
+    return model, codec, EvaluationSettings.from_dict(to_plain(cfg.evaluation))
 
 
 def augment_recipe(name: str) -> AugmentRecipe:

@@ -11,13 +11,8 @@ from helpers import build_module, like_trained, save_checkpoint
 from mobilevitpose.cli.export import main
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.evaluation.settings import EvaluationSettings
-from mobilevitpose.inference.onnx import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    export_onnx,
-    load_onnx,
-    random_inputs,
-)
+from mobilevitpose.inference.fidelity import random_inputs
+from mobilevitpose.inference.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx, load_onnx
 from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model, compose
