@@ -165,7 +165,7 @@ def test_user_errors_print_one_line_and_exit_2_without_a_traceback(tmp_path):
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"mvp-predict: error: model file not found: {missing} (a .ckpt or .onnx file)"
+        f"mvp-predict: error: model file not found: {missing} (a .ckpt, or a .onnx or .pte file)"
     ]
     debug = subprocess.run(
         [sys.executable, "-m", "mobilevitpose.cli.predict", str(missing), str(tmp_path),
