@@ -15,6 +15,7 @@ taking turns in short blocks so that background load hits them alike. Writes
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import math
 import tempfile
 import time
@@ -247,12 +248,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.models:
             report["latency"] = latency(args, formats, Path(tmp))
     try:
-        from importlib.metadata import version
-
-        import executorch  # noqa: F401
-
-        executorch_version = version("executorch")
-    except ImportError:
+        executorch_version: str | None = importlib.metadata.version("executorch")
+    except importlib.metadata.PackageNotFoundError:
         executorch_version = None
     report["machine"] = machine_info(
         threads=args.threads, onnxruntime=ort.__version__, executorch=executorch_version
