@@ -56,7 +56,7 @@ GOAL_AP_DROP = 0.01
 def available_formats() -> list[str]:
     """Every format whose runtime is installed here (ExecuTorch comes with the deploy extra)."""
     try:
-        executorch_program._require_executorch()
+        executorch_program.require_executorch()
     except ModuleNotFoundError:
         return [name for name, fmt in FORMATS.items() if fmt.backend != "executorch"]
     return list(FORMATS)

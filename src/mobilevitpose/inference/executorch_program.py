@@ -51,7 +51,7 @@ SUFFIX = ".pte"
 _CALIBRATION_BATCH = 16
 
 
-def _require_executorch() -> None:
+def require_executorch() -> None:
     try:
         import executorch.runtime  # noqa: F401
     except ImportError as err:
@@ -63,7 +63,7 @@ def _require_executorch() -> None:
 def set_threads(threads: int) -> None:
     """Size ExecuTorch's (process-wide) CPU thread pool, as `torch.set_num_threads` does
     PyTorch's."""
-    _require_executorch()
+    require_executorch()
     from executorch.extension.pybindings import portable_lib
 
     portable_lib._unsafe_reset_threadpool(threads)
@@ -121,7 +121,7 @@ def export_executorch(
     keypoints on the calibration crops moved more than `check_keypoints_px` (median; default one
     heatmap cell, inf skips the check). Nothing is written when a check fails.
     """
-    _require_executorch()
+    require_executorch()
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -201,7 +201,7 @@ def _program_network(program: bytes | Path, source: str) -> Network:
 def load_executorch(path: str | Path) -> tuple[Network, dict[str, Any]]:
     """The "forward" of a mvp-export .pte file as a function of normalised crops, and the
     program's metadata (see `export_metadata`)."""
-    _require_executorch()
+    require_executorch()
     from executorch.runtime import Runtime
 
     path = Path(path).expanduser()
