@@ -82,6 +82,15 @@ def test_every_experiment_composes_and_instantiates(experiment):
     assert isinstance(instantiate(cfg.trainer), L.Trainer)
 
 
+def test_the_quickstart_validates_at_its_last_epoch_whatever_the_epochs():
+    # The README's run for a CPU without native bf16 shortens the quickstart to 5 epochs: it
+    # must still validate (and so checkpoint its best) at the end, with the clipped gradients.
+    trainer = instantiate(_compose("experiment=quickstart", "trainer.max_epochs=5").trainer)
+    assert trainer.max_epochs == 5
+    assert trainer.check_val_every_n_epoch == 5
+    assert trainer.gradient_clip_val == 0.05
+
+
 @pytest.mark.parametrize("option", available("debug"))
 def test_every_debug_option_composes(option):
     assert _compose(f"debug={option}").trainer
