@@ -8,12 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from helpers import TINY_TRAIN, build_module, like_trained, save_checkpoint
 from mobilevitpose.data.synthetic import generate
+from mobilevitpose.inference.estimator import PoseEstimator
 from mobilevitpose.inference.onnx import export_onnx
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
 from mobilevitpose.training.config import compose, to_plain
@@ -86,8 +88,17 @@ def test_make_train_then_the_readmes_predict_and_export_commands(tmp_path):
     torch_results = json.loads((tmp_path / "poses" / RESULTS_FILE).read_text())
     onnx_results = json.loads((tmp_path / "onnx_poses" / RESULTS_FILE).read_text())
     assert len(torch_results) == len(onnx_results) == 6
-    for a, b in zip(torch_results, onnx_results, strict=True):
-        np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=0.01)
+    assert [r["image_id"] for r in torch_results] == [r["image_id"] for r in onnx_results]
+    # Three training steps leave flat heatmaps whose argmax ties flip on rounding noise, so
+    # their keypoints may differ by many pixels; the heatmaps themselves must agree.
+    from_ckpt = PoseEstimator.load(best)
+    from_onnx = PoseEstimator.load(tmp_path / "model.onnx")
+    image = cv2.imread(str(sorted(val.glob("*.jpg"))[0]))
+    height, width = image.shape[:2]
+    crops, _, _ = from_ckpt.crops(image, np.array([[0, 0, width, height]], np.float32))
+    expected, actual = from_ckpt.heatmaps(crops), from_onnx.heatmaps(crops)
+    assert np.abs(expected).max() > 0
+    assert np.abs(actual - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
 def _train_cfg(tmp_path, root, *overrides):
