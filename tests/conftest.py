@@ -97,6 +97,6 @@ def tiny_artifacts(tmp_path_factory, tiny_ckpt, tiny_people) -> dict:
         if fmt.backend == "executorch" and not HAS_EXECUTORCH:
             continue
         path = folder / f"tiny-{fmt.name}{fmt.suffix}"
-        checked = export_artifact(fmt.name, model, path, codec, evaluation, crops)
+        checked = export_artifact(fmt.name, model, path, codec, evaluation, crops).check
         exported[fmt.name] = (path, checked)
     return exported

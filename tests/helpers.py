@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
+from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_facts
 from mobilevitpose.training.config import instantiate
 from mobilevitpose.training.module import PoseLitModule, module_from_checkpoint
 from mobilevitpose.training.step import train_step
@@ -55,11 +55,11 @@ def build_module(cfg, **kwargs) -> PoseLitModule:
 def load_module(path) -> tuple[PoseLitModule, dict]:
     """The module of a checkpoint file and the run config saved in it."""
     checkpoint = read_checkpoint(path)
-    return module_from_checkpoint(checkpoint), checkpoint.get(CONFIG_KEY) or {}
+    return module_from_checkpoint(checkpoint), checkpoint.run
 
 
 def save_checkpoint(module: PoseLitModule, path, run_config: dict) -> None:
     """What a Lightning checkpoint of mvp-train holds, written without a Trainer."""
     checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
     module.on_save_checkpoint(checkpoint)  # as Lightning calls it while saving
-    torch.save({**checkpoint, CONFIG_KEY: run_config}, path)
+    torch.save({**checkpoint, CONFIG_KEY: run_facts(run_config)}, path)

@@ -13,6 +13,7 @@ from pycocotools.coco import COCO
 
 from helpers import load_module
 from mobilevitpose.cli.predict import main
+from mobilevitpose.coco import read_annotations
 from mobilevitpose.data.image_io import ImageReadError
 from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
 from mobilevitpose.inference.artifacts import FORMATS
@@ -20,11 +21,15 @@ from mobilevitpose.inference.onnx import export_onnx
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
 from mobilevitpose.training.config import compose
 
+# The end-to-end set: `make test-fast` leaves it out, CI runs it.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def onnx_file(tiny_ckpt, tmp_path_factory) -> Path:
     module, _ = load_module(tiny_ckpt)
-    return export_onnx(module.model, tmp_path_factory.mktemp("onnx") / "m.onnx", codec=module.codec)
+    folder = tmp_path_factory.mktemp("onnx")
+    return export_onnx(module.model, folder / "m.onnx", codec=module.codec).path
 
 
 def _load_results(gt_file: Path, results_file: Path) -> COCO:
@@ -71,7 +76,7 @@ def test_annotation_file_boxes_and_whole_images_on_synthetic(tiny_ckpt, tiny_peo
     assert len(results) == len(people)
     assert len(_load_results(gt_file, tmp_path / "gt_boxes" / RESULTS_FILE).anns) == len(people)
     # the model was overfitted to these people: its keypoints, in image px, are theirs
-    assert CocoKeypointEvaluator(gt_file).evaluate(results)["AP"] > 0.5
+    assert CocoKeypointEvaluator(read_annotations(gt_file)).evaluate(results)["AP"] > 0.5
 
     whole = predict(tiny_ckpt, tiny_people / "val2017", tmp_path / "whole", progress=False)
     index = json.loads((tmp_path / "whole" / "images.json").read_text())
@@ -85,8 +90,10 @@ def test_onnx_predictor_defaults_to_the_runs_evaluation_settings(tiny_ckpt, tmp_
 
     module, _ = load_module(tiny_ckpt)
     settings = EvaluationSettings(flip_test=False, keypoint_score_thr=0.3, nms_thr=0.8)
-    off = export_onnx(module.model, tmp_path / "off.onnx", codec=module.codec, evaluation=settings)
-    unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec)
+    off = export_onnx(
+        module.model, tmp_path / "off.onnx", codec=module.codec, evaluation=settings
+    ).path
+    unrecorded = export_onnx(module.model, tmp_path / "old.onnx", codec=module.codec).path
     assert PoseEstimator.load(off).evaluation == settings
     assert PoseEstimator.load(off).with_evaluation(flip_test=True).evaluation.flip_test is True
     # Files and calls from before nms_mode turned NMS off with nms_thr=None.
@@ -110,7 +117,6 @@ def test_onnx_backend_gives_the_same_keypoints_as_pytorch(tiny_ckpt, onnx_file, 
     assert np.abs(onnx_kpts[:, :2] - torch_kpts[:, :2]).max() < 0.01
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [name for name in FORMATS if name != "onnx"])
 def test_every_other_artifact_runs_through_predict_as_the_checkpoint(
     name, tiny_artifacts, tiny_ckpt, tiny_people, tmp_path
@@ -128,7 +134,7 @@ def test_every_other_artifact_runs_through_predict_as_the_checkpoint(
     assert (tmp_path / name / "vis").is_dir()
     assert [r["image_id"] for r in results] == [r["image_id"] for r in torch_results]
     if FORMATS[name].int8:
-        evaluator = CocoKeypointEvaluator(boxes)
+        evaluator = CocoKeypointEvaluator(read_annotations(boxes))
         assert evaluator.evaluate(results)["AP"] >= evaluator.evaluate(torch_results)["AP"] - 0.05
         return
     ours = np.asarray([r["keypoints"] for r in results]).reshape(-1, 3)

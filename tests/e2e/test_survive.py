@@ -18,6 +18,9 @@ from mobilevitpose.training import module as module_lib
 from mobilevitpose.training.config import compose
 from mobilevitpose.training.train import train
 
+# The end-to-end set: `make test-fast` leaves it out, CI runs it.
+pytestmark = pytest.mark.slow
+
 EPOCHS = ["trainer.max_epochs=5", "trainer.check_val_every_n_epoch=1", "scheduler.warmup_iters=3",
           "scheduler.milestones=[3]", "trainer.deterministic=true"]  # fmt: skip
 
@@ -39,7 +42,6 @@ def _final(run_dir: Path) -> tuple[dict, int]:
     ]
 
 
-@pytest.mark.slow
 def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     # Validation every 2 epochs: last.ckpt must still be written after every epoch.
@@ -91,7 +93,6 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monk
     assert path.read_bytes() == before  # Lightning writes a temp file and renames it
 
 
-@pytest.mark.slow
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     tmp_path, synthetic_root, monkeypatch
 ):
@@ -116,7 +117,6 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     assert saved["global_step"] == 2 and saved["epoch"] == 0  # the end of the first epoch
 
 
-@pytest.mark.slow
 def test_two_process_ddp_training_writes_the_run_once(tmp_path, synthetic_root):
     run = tmp_path / "ddp"
     subprocess.run(
@@ -139,7 +139,6 @@ def test_two_process_ddp_training_writes_the_run_once(tmp_path, synthetic_root):
     assert not list(tmp_path.glob("runs"))
 
 
-@pytest.mark.slow
 def test_bench_train_reports_real_and_in_memory_throughput(tmp_path, synthetic_root):
     from mobilevitpose.cli.bench_train import main as bench_train
 

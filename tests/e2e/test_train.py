@@ -18,6 +18,9 @@ from mobilevitpose.training.evaluate import evaluate
 from mobilevitpose.training.module import PoseLitModule
 from mobilevitpose.training.train import train
 
+# The end-to-end set: `make test-fast` leaves it out, CI runs it.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(autouse=True)
 def _fresh_hydra():
@@ -104,7 +107,6 @@ def test_bf16_head_rejects_an_unknown_setting(tmp_path, synthetic_root):
             build_module(_cfg(tmp_path, synthetic_root, f"bf16_head={setting}"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("experiment", available("experiment"))
 def test_fast_dev_run_of_every_experiment(tmp_path, synthetic_root, request, experiment):
     # paper/table3 read real COCO (detections for validation): the coco_sample miniature.
@@ -117,7 +119,6 @@ def test_fast_dev_run_of_every_experiment(tmp_path, synthetic_root, request, exp
     assert set(train(cfg)) == set(STAT_NAMES)
 
 
-@pytest.mark.slow
 def test_train_then_eval_gives_identical_metrics(tmp_path, synthetic_root):
     cfg = _cfg(tmp_path / "run", synthetic_root, "trainer.max_epochs=2",
                "trainer.check_val_every_n_epoch=1", "scheduler.warmup_iters=5")  # fmt: skip
@@ -155,7 +156,6 @@ def test_train_then_eval_gives_identical_metrics(tmp_path, synthetic_root):
                                    module.eval()(module.model.normalise(images)))  # fmt: skip
 
 
-@pytest.mark.slow
 def test_a_run_directory_with_checkpoints_is_never_overwritten(tmp_path, synthetic_root):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"precious")
@@ -190,7 +190,6 @@ def _wandb_records(path: Path):
             yield record
 
 
-@pytest.mark.slow
 def test_wandb_offline_run_holds_the_final_ap_and_the_grouping(
     tmp_path, synthetic_root, monkeypatch
 ):
@@ -221,7 +220,6 @@ def test_wandb_offline_run_holds_the_final_ap_and_the_grouping(
     assert config["init"]["name"] == "plain" and config["model"]["name"] == "mobilevitpose_xxs"
 
 
-@pytest.mark.slow
 def test_two_process_ddp_validation_equals_single_process(tmp_path, synthetic_root):
     cfg = _cfg(tmp_path / "run", synthetic_root, "trainer.max_epochs=1",
                "trainer.check_val_every_n_epoch=1", "trainer.limit_train_batches=2")  # fmt: skip

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from mobilevitpose.benchmarks.machine import machine_info
+from mobilevitpose.coco import coco_paths
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.datamodule import GROUPED_CACHE_SIZE
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.image_io import to_rgb_tensor, warp_crop

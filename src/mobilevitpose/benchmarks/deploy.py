@@ -27,15 +27,16 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from mobilevitpose.benchmarks.infer import BLOCK, Backend, summarise, time_interleaved
+from mobilevitpose.benchmarks import describe_sizes, input_size_overrides
+from mobilevitpose.benchmarks.infer import Backend, summarise, time_interleaved, timing_settings
 from mobilevitpose.benchmarks.machine import machine_info
+from mobilevitpose.coco import coco_paths, read_annotations
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
 from mobilevitpose.inference import executorch_program
 from mobilevitpose.inference.artifacts import FORMATS, RUNTIME_NAMES, export_artifact, load_artifact
 from mobilevitpose.inference.calibration import CropSet, split_crops
-from mobilevitpose.inference.checkpoint import CONFIG_KEY, load_pose_model, read_checkpoint
+from mobilevitpose.inference.checkpoint import load_pose_model, read_checkpoint
 from mobilevitpose.inference.estimator import PoseEstimator
 from mobilevitpose.inference.fidelity import (
     CONFIDENT_SCORE,
@@ -47,7 +48,6 @@ from mobilevitpose.inference.predict import predict
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model_bundle
 
-DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
 EAGER = "PyTorch eager"
 GOAL_RATIO = 0.35
 GOAL_AP_DROP = 0.01
@@ -73,10 +73,7 @@ def _weights_megabytes(model: PoseModel) -> float:
 def _data_root(checkpoint: Path, data: Path | None) -> Path:
     if data is not None:
         return data
-    root = ((read_checkpoint(checkpoint).get(CONFIG_KEY) or {}).get("data") or {}).get("root")
-    if not root:
-        raise ValueError(f"{checkpoint} records no data.root; pass --data")
-    return Path(root)
+    return read_checkpoint(checkpoint).data_root("pass --data")
 
 
 def accuracy(args: argparse.Namespace, formats: list[str], folder: Path) -> dict[str, Any]:
@@ -85,7 +82,7 @@ def accuracy(args: argparse.Namespace, formats: list[str], folder: Path) -> dict
     root = _data_root(args.checkpoint, args.data)
     calibration = split_crops(root, "train", codec, args.calib_count)
     ann_file, image_dir = coco_paths(root, "val")
-    evaluator = CocoKeypointEvaluator(ann_file)
+    evaluator = CocoKeypointEvaluator(read_annotations(ann_file))
     val_crops = split_crops(root, "val", codec, count=None)
     reference = PoseEstimator.from_checkpoint(args.checkpoint)
     expected, scores = _keypoints(reference, codec, val_crops)
@@ -114,7 +111,7 @@ def accuracy(args: argparse.Namespace, formats: list[str], folder: Path) -> dict
     for name in formats:
         path = folder / f"{model.name}-{name}{FORMATS[name].suffix}"
         started = time.perf_counter()
-        checked = export_artifact(name, model, path, codec, evaluation, calibration)
+        checked = export_artifact(name, model, path, codec, evaluation, calibration).check
         export_s = time.perf_counter() - started
         estimator = PoseEstimator.from_export(path, threads=args.threads)
         actual, _ = _keypoints(estimator, codec, val_crops)
@@ -184,12 +181,12 @@ def _backends(
 
 def latency(args: argparse.Namespace, formats: list[str], folder: Path) -> list[dict[str, Any]]:
     """Every format beside eager fp32, per model, at batch 1 and `args.batch`."""
-    width, height = args.input_size
     rows: list[dict[str, Any]] = []
     for model_name in args.models:
         model, codec, evaluation = build_model_bundle(
-            model_name, [f"model.input_size=[{width},{height}]"]
+            model_name, input_size_overrides(args.input_size)
         )
+        width, height = model.input_size
         calibration = (
             split_crops(args.data, "train", codec, args.calib_count)
             if args.data is not None
@@ -215,6 +212,7 @@ def latency(args: argparse.Namespace, formats: list[str], folder: Path) -> list[
         for index, (label, backend) in enumerate(zip([EAGER, *networks], backends, strict=True)):
             row: dict[str, Any] = {
                 "model": model_name,
+                "input_size": [width, height],
                 "runtime": backend.name,
                 "precision": backend.precision,
                 "format": None if index == 0 else label,
@@ -255,14 +253,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads, onnxruntime=ort.__version__, executorch=executorch_version
     )
     report["settings"] = {
-        "input_size": list(args.input_size),
+        "input_sizes": {row["model"]: row["input_size"] for row in report.get("latency", [])},
         "threads": args.threads,
-        "runs": args.runs,
-        "warmup": args.warmup,
-        "batch": args.batch,
-        "batch_runs": args.batch_runs,
-        "batch_warmup": args.batch_warmup,
-        "block": BLOCK,
+        **timing_settings(args),
         "calib_count": args.calib_count,
     }
     report["goals"] = goals(report)
@@ -332,10 +325,9 @@ def to_markdown(report: dict[str, Any]) -> str:
             )
         lines.append("")
     if "latency" in report:
-        width, height = settings["input_size"]
         batch = settings["batch"]
         lines += [
-            f"## Latency: {width}x{height}, {settings['threads']} threads",
+            f"## Latency: {describe_sizes(settings['input_sizes'])}, {settings['threads']} threads",
             "",
             f"| Model | Runtime | Precision | Format | b1 median (p10-p90) ms | b1 vs eager "
             f"| b{batch} median (p10-p90) ms | b{batch} vs eager | Size MB |",

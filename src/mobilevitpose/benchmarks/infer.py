@@ -7,7 +7,7 @@ background load on a shared machine hits them alike. CPU runs use every core the
 run on, in PyTorch and in ONNX Runtime alike; CUDA backends run only where
 torch.cuda.is_available(). Writes `<out-dir>/bench_infer.json` and `<out-dir>/bench_infer.md`.
 
-    mvp-bench-infer                                   # XXS and S at 256x256
+    mvp-bench-infer                                   # XXS and S, each at its own input size
     mvp-bench-infer --models mobilevitpose_xxs --runs 20
 """
 
@@ -30,13 +30,13 @@ import onnxruntime as ort
 import timm
 import torch
 
+from mobilevitpose.benchmarks import describe_sizes, input_size_overrides
 from mobilevitpose.benchmarks.machine import machine_info, usable_cores
 from mobilevitpose.inference.fidelity import random_inputs
 from mobilevitpose.inference.onnx import INPUT_NAME, export_onnx, load_onnx
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model
 
-DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
 BASELINE = "torch eager"
 BLOCK = 5  # timed calls per turn
 
@@ -202,7 +202,6 @@ def _load() -> list[float]:
 
 def to_markdown(report: dict[str, Any]) -> str:
     machine, settings = report["machine"], report["settings"]
-    width, height = settings["input_size"]
     baseline = {
         row["model"]: row["latency"]["median_ms"]
         for row in report["results"]
@@ -225,7 +224,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     gpu = f", GPU {machine['gpu']}" if "gpu" in machine else ", no GPU"
     lines += [
         "",
-        f"- {width}x{height} input, random weights. {machine['cpu']} "
+        f"- Input {describe_sizes(settings['input_sizes'])}, random weights. {machine['cpu']} "
         f"({', '.join(machine['cpu_features'])}), {machine['usable_cores']} usable cores, "
         f"{machine['threads']} threads in PyTorch and ONNX Runtime{gpu}.",
         f"- torch {machine['torch']}, onnxruntime {machine['onnxruntime']} (graph optimisation "
@@ -247,17 +246,24 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def timing_settings(args: argparse.Namespace) -> dict[str, int]:
+    """How a timing benchmark's calls were counted, for its report."""
+    names = ("runs", "warmup", "batch", "batch_runs", "batch_warmup")
+    return {**{name: getattr(args, name) for name in names}, "block": BLOCK}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     started, load_before = time.perf_counter(), _load()
     results: list[dict[str, Any]] = []
     parity: dict[str, Any] = {}
+    input_sizes: dict[str, list[int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            width, height = args.input_size
-            model = build_model(name, [f"model.input_size=[{width},{height}]"]).eval()
-            path = export_onnx(model, Path(tmp) / f"{name}.onnx")
+            model = build_model(name, input_size_overrides(args.input_size)).eval()
+            input_sizes[name] = list(model.input_size)
+            path = export_onnx(model, Path(tmp) / f"{name}.onnx").path
             session, metadata = load_onnx(path, intra_op_threads=threads)
             parity[name] = metadata["parity"]
             results += bench_model(model, session, args)
@@ -269,15 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             timm=timm.__version__,
             onnxruntime_providers=ort.get_available_providers(),
         ),
-        "settings": {
-            "input_size": list(args.input_size),
-            "runs": args.runs,
-            "warmup": args.warmup,
-            "batch": args.batch,
-            "batch_runs": args.batch_runs,
-            "batch_warmup": args.batch_warmup,
-            "block": BLOCK,
-        },
+        "settings": {"input_sizes": input_sizes, **timing_settings(args)},
         "results": results,
         "parity": parity,
         "load_before": load_before,

@@ -21,12 +21,12 @@ from typing import Any
 
 import torch
 
+from mobilevitpose.benchmarks import input_size_overrides
 from mobilevitpose.benchmarks.machine import machine_info
 from mobilevitpose.training.config import build_datamodule, compose, instantiate
 from mobilevitpose.training.module import PoseLitModule
 from mobilevitpose.training.step import train_step
 
-DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
 DATA_BOUND_RATIO = 0.9  # real-data throughput below this share of the in-memory one
 
 
@@ -106,9 +106,8 @@ def time_steps(
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    width, height = args.input_size
     cfg = compose("train", [
-        f"model={name}", f"data={args.data}", f"model.input_size=[{width},{height}]",
+        f"model={name}", f"data={args.data}", *input_size_overrides(args.input_size),
         *([f"data.root={args.data_root}"] if args.data_root else []),
         f"data.batch_size={args.batch}", f"data.num_workers={args.workers}",
         f"data.pin_memory={device.type == 'cuda'}", "paths.output_dir=.",
@@ -146,7 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     report: dict[str, Any] = {
         "setting": {
-            "input_size": list(args.input_size), "batch": args.batch, "workers": args.workers,
+            "input_size": args.input_size or "each model config's own",
+            "batch": args.batch, "workers": args.workers,
             "steps": args.steps, "warmup": args.warmup, "precision": args.precision,
             "channels_last": args.channels_last, "data": args.data,
             "data_root": str(args.data_root) if args.data_root else "the data config's root",

@@ -11,7 +11,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mobilevitpose.benchmarks.deploy import DEFAULT_MODELS, run, to_markdown
+from mobilevitpose.benchmarks import DEFAULT_MODELS
+from mobilevitpose.benchmarks.deploy import run, to_markdown
 from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 from mobilevitpose.inference.artifacts import FORMATS
@@ -32,7 +33,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS),
                         help="latency of these model configs (none: skip latency)")  # fmt: skip
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
-    parser.add_argument("--input-size", nargs=2, type=int, default=[256, 256], metavar=("W", "H"))
+    parser.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("W", "H"),
+        help="one input size for every model (default: each config's own)",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=40, help="timed batch-1 calls")
     parser.add_argument("--warmup", type=int, default=5)

@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mobilevitpose.benchmarks.infer import DEFAULT_MODELS, run, to_markdown
+from mobilevitpose.benchmarks import DEFAULT_MODELS
+from mobilevitpose.benchmarks.infer import run, to_markdown
 from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 
@@ -17,7 +18,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="mvp-bench-infer", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--input-size", nargs=2, type=int, default=[256, 256], metavar=("W", "H"))
+    parser.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("W", "H"),
+        help="one input size for every model (default: each config's own)",
+    )  # fmt: skip
     parser.add_argument("--runs", type=int, default=50, help="timed batch-1 calls")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--batch", type=int, default=32, help="throughput batch size")
@@ -32,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for flag in ("runs", "batch", "batch_runs"):
             if getattr(args, flag) < 1:
                 parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-        if min(args.input_size) < 32 or any(v % 32 for v in args.input_size):
+        if args.input_size and (min(args.input_size) < 32 or any(v % 32 for v in args.input_size)):
             parser.error(
                 f"--input-size must be multiples of 32 (backbone stride); got {args.input_size}"
             )

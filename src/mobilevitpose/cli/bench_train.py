@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mobilevitpose.benchmarks.train import DEFAULT_MODELS, run
+from mobilevitpose.benchmarks import DEFAULT_MODELS
+from mobilevitpose.benchmarks.train import run
 from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
 
@@ -15,7 +16,10 @@ from mobilevitpose.files import write_json
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="mvp-bench-train", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
-    parser.add_argument("--input-size", nargs=2, type=int, default=[256, 256], metavar=("W", "H"))
+    parser.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("W", "H"),
+        help="one input size for every model (default: each config's own)",
+    )  # fmt: skip
     parser.add_argument("--data", choices=["synthetic", "coco"], default="synthetic",
                         help="synthetic: generated under --data-root when absent")  # fmt: skip
     parser.add_argument("--data-root", type=Path,

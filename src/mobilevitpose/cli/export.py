@@ -19,7 +19,7 @@ from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.inference.artifacts import FORMATS, export_artifact, get_format
 from mobilevitpose.inference.calibration import DEFAULT_CALIBRATION_CROPS, CropSet, split_crops
-from mobilevitpose.inference.checkpoint import CONFIG_KEY, load_pose_model, read_checkpoint
+from mobilevitpose.inference.checkpoint import load_pose_model, read_checkpoint
 from mobilevitpose.training.config import build_model_bundle
 
 
@@ -74,10 +74,7 @@ def _calibration(args: argparse.Namespace, codec: HeatmapCodec) -> CropSet:
     if root is None:
         if args.checkpoint is None:
             raise ValueError("--format with INT8 and --model (random weights) needs --calib-data")
-        cfg = read_checkpoint(args.checkpoint).get(CONFIG_KEY) or {}
-        root = (cfg.get("data") or {}).get("root")
-        if not root:
-            raise ValueError(f"{args.checkpoint} records no data.root; pass --calib-data")
+        root = read_checkpoint(args.checkpoint).data_root("pass --calib-data")
     return split_crops(root, args.calib_split, codec, args.calib_count)
 
 
@@ -108,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         calibration = _calibration(args, codec) if fmt.int8 else None
         # Random weights have no keypoints to compare: their INT8 file is for timing only.
         check = math.inf if fmt.int8 and args.model is not None else None
-        checked = export_artifact(
+        report = export_artifact(
             fmt.name, model, args.out, codec, evaluation, calibration,
             overwrite=args.overwrite, check_keypoints_px=check,
         )  # fmt: skip
@@ -116,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"exported {model.name} from {source} to {args.out} ({fmt.name}, {width}x{height})")
         if calibration is not None:
             print(f"  calibrated on {calibration.source}")
-        print("\n".join(_describe(checked)))
+        print("\n".join(_describe(report.check)))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from mobilevitpose.coco import DETECTION_FILE, coco_paths
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data.augment import AugmentRecipe
-from mobilevitpose.data.coco import DETECTION_FILE, coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 from mobilevitpose.data.sampler import ImageGroupedSampler
@@ -34,27 +34,29 @@ class CocoDataModule(L.LightningDataModule):
     persons in a row, so a worker decodes each image once (sampler.ImageGroupedSampler).
     `reduced_decode` decodes training JPEGs at reduced size where the crop allows (faster, not
     the reference's pixels: `image_io`); validation always decodes at full size.
+    Every setting is given: conf/data/coco.yaml holds the defaults.
     """
 
     def __init__(
         self,
         root: str,
         codec: HeatmapCodec,
-        boxes: str = "detections",
-        bbox_file: str | None = None,
-        bbox_score_thr: float = 0.0,
-        recipe: AugmentRecipe | None = None,
-        photometric: bool = False,
-        batch_size: int = 64,
-        val_batch_size: int = 32,
-        num_workers: int = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        skip_bad_images: bool = False,
-        group_by_image: bool = False,
-        reduced_decode: bool = False,
-        synthetic: dict[str, Any] | None = None,
-        seed: int = 0,
+        *,
+        boxes: str,
+        bbox_file: str | None,
+        bbox_score_thr: float,
+        recipe: AugmentRecipe | None,
+        photometric: bool,
+        batch_size: int,
+        val_batch_size: int,
+        num_workers: int,
+        pin_memory: bool,
+        persistent_workers: bool,
+        skip_bad_images: bool,
+        group_by_image: bool,
+        reduced_decode: bool,
+        synthetic: dict[str, Any] | None,
+        seed: int,
     ) -> None:
         super().__init__()
         if boxes not in BOX_SOURCES:
@@ -90,6 +92,11 @@ class CocoDataModule(L.LightningDataModule):
         self.train_dataset: TopDownDataset | None = None
         self.val_dataset: TopDownDataset | None = None
         self.train_sampler: ImageGroupedSampler | None = None
+
+    @property
+    def val_ann_file(self) -> Path:
+        """The ground truth that validation scores against."""
+        return coco_paths(self.root, "val")[0]
 
     @property
     def box_source(self) -> str:

@@ -10,21 +10,18 @@ unclipped, scored by the detector, with no threshold unless one is asked for.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pycocotools.coco import COCO
 
-from mobilevitpose.data.coco import (
+from mobilevitpose.coco import (
     LAYOUT_HINT,
-    check_fields,
+    CocoAnnotations,
     parse_gt_annotation,
-    read_json,
+    read_annotations,
     read_person_boxes,
 )
 from mobilevitpose.keypoints import NUM_KEYPOINTS
@@ -46,49 +43,37 @@ class Instance:
     keypoints_visible: np.ndarray  # (K,) f32 in {0, 1}
 
 
-def _load_coco(ann_file: str | Path, image_dir: str | Path) -> tuple[COCO, Path, Path]:
+def _read(ann_file: str | Path, image_dir: str | Path) -> tuple[CocoAnnotations, Path]:
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     if not ann_file.is_file():
         raise FileNotFoundError(f"annotation file not found: {ann_file} ({LAYOUT_HINT})")
     if not image_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {image_dir} ({LAYOUT_HINT})")
-    data = read_json(ann_file, "annotation file")
-    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
-        raise ValueError(
-            f"annotation file {ann_file} is not a COCO annotation file: it needs the "
-            "'images' and 'annotations' fields"
-        )
-    check_fields(data["images"], ("id", "file_name", "width", "height"), "image", ann_file)
-    check_fields(data["annotations"], ("id", "image_id"), "annotation", ann_file)
-    coco = COCO()
-    coco.dataset = data
-    # pycocotools reports its progress on stdout; keep library calls quiet.
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco, ann_file, image_dir
+    return read_annotations(ann_file), image_dir
 
 
-def _image_record(coco: COCO, image_id: int, image_dir: Path) -> tuple[str, tuple[int, int]]:
-    image = coco.imgs[image_id]
+def _image_record(image: dict, image_dir: Path) -> tuple[str, tuple[int, int]]:
     return str(image_dir / image["file_name"]), (int(image["width"]), int(image["height"]))
 
 
 def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:
-    """Valid person instances with ground-truth boxes (score 1, id = annotation id)."""
-    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
+    """Valid person instances with ground-truth boxes (score 1, id = annotation id), image by
+    image and annotation by annotation in file order."""
+    annotations, image_dir = _read(ann_file, image_dir)
+    by_image = annotations.annotations_by_image()
     instances: list[Instance] = []
     filtered: Counter[str] = Counter()
-    for image_id in coco.getImgIds():
-        image_path, image_size = _image_record(coco, image_id, image_dir)
-        for ann in coco.loadAnns(coco.getAnnIds(imgIds=image_id)):
-            parsed = parse_gt_annotation(ann, image_size, ann_file)
+    for image in annotations.images:
+        image_path, image_size = _image_record(image, image_dir)
+        for ann in by_image[int(image["id"])]:
+            parsed = parse_gt_annotation(ann, image_size, annotations.source)
             if isinstance(parsed, str):
                 filtered[parsed] += 1
                 continue
             bbox, keypoints, visible = parsed
             instances.append(
                 Instance(
-                    image_id=int(image_id),
+                    image_id=int(image["id"]),
                     image_path=image_path,
                     image_size=image_size,
                     instance_id=int(ann["id"]),
@@ -100,7 +85,10 @@ def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Insta
             )
     if filtered:
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(filtered.items()))
-        log.info("%s: %d person instances; filtered out %s", ann_file, len(instances), reasons)
+        log.info(
+            "%s: %d person instances; filtered out %s",
+            annotations.source, len(instances), reasons,
+        )  # fmt: skip
     return instances
 
 
@@ -116,13 +104,14 @@ def load_detection_instances(
     detections in file order (assigned before the score threshold, as the reference does);
     detections with score < `score_threshold` are dropped.
     """
-    coco, ann_file, image_dir = _load_coco(ann_file, image_dir)
+    annotations, image_dir = _read(ann_file, image_dir)
+    images = {int(image["id"]): image for image in annotations.images}
     boxes = read_person_boxes(bbox_file, detections_only=True)
-    unknown = sorted(set(boxes.image_ids.tolist()) - set(coco.imgs))
+    unknown = sorted(set(boxes.image_ids.tolist()) - set(images))
     if unknown:
         raise ValueError(
             f"detection file {boxes.source} names {len(unknown)} image id(s) absent from "
-            f"{ann_file}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
+            f"{annotations.source}: {unknown[:10]}{' ...' if len(unknown) > 10 else ''}"
         )
     instances = []
     for image_id, instance_id, box, score in zip(
@@ -134,7 +123,7 @@ def load_detection_instances(
     ):
         if score < score_threshold:
             continue
-        image_path, image_size = _image_record(coco, image_id, image_dir)
+        image_path, image_size = _image_record(images[image_id], image_dir)
         instances.append(
             Instance(
                 image_id=image_id,

@@ -1,15 +1,17 @@
-"""Exact COCO keypoint evaluation: pycocotools' COCOeval against one annotation file."""
+"""Exact COCO keypoint evaluation: pycocotools' COCOeval against one annotation file, as
+`coco.read_annotations` checked it."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
-import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from mobilevitpose.coco import CocoAnnotations
 
 STAT_NAMES: tuple[str, ...] = (
     "AP",
@@ -27,14 +29,15 @@ _RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 
 
 class CocoKeypointEvaluator:
-    """pycocotools COCOeval (keypoints) against one annotation file, loaded once."""
+    """pycocotools COCOeval (keypoints) against one checked annotation file."""
 
-    def __init__(self, ann_file: str | os.PathLike) -> None:
-        self.ann_file = Path(ann_file)
-        if not self.ann_file.is_file():
-            raise FileNotFoundError(f"COCO annotation file not found: {self.ann_file}")
+    def __init__(self, annotations: CocoAnnotations) -> None:
+        self.ann_file = annotations.source
+        self.coco_gt = COCO()
+        # COCOeval marks the ground truth it reads (`ignore`): it gets its own copy.
+        self.coco_gt.dataset = copy.deepcopy(annotations.dataset)
         with contextlib.redirect_stdout(io.StringIO()):
-            self.coco_gt = COCO(str(self.ann_file))
+            self.coco_gt.createIndex()
         cats = self.coco_gt.loadCats(self.coco_gt.getCatIds())
         num_keypoints = {len(cat.get("keypoints", ())) for cat in cats} - {0}
         if len(num_keypoints) != 1:

@@ -13,6 +13,7 @@ from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.inference import executorch_program
 from mobilevitpose.inference.fidelity import Network
+from mobilevitpose.inference.metadata import ExportReport
 from mobilevitpose.inference.onnx import export_onnx, export_onnx_int8, load_onnx, session_network
 from mobilevitpose.models.pose_model import PoseModel
 
@@ -57,10 +58,9 @@ def export_artifact(
     *,
     overwrite: bool = False,
     check_keypoints_px: float | None = None,
-) -> dict[str, Any]:
-    """Write `model` in `format_name` to `path` once it passes its format's check; returns what
-    the check measured (fp32: heatmap parity; INT8: keypoint deviation on the calibration
-    crops, which INT8 formats need)."""
+) -> ExportReport:
+    """Write `model` in `format_name` to `path` once it passes its format's check (fp32: heatmap
+    parity; INT8: keypoint deviation on the calibration crops, which INT8 formats need)."""
     fmt = get_format(format_name)
     path = Path(path).expanduser()
     if path.suffix != fmt.suffix:
@@ -75,14 +75,11 @@ def export_artifact(
             calibration_source=source, overwrite=overwrite, check_keypoints_px=check_keypoints_px,
         )  # fmt: skip
     if crops is None:
-        export_onnx(model, path, codec=codec, evaluation=evaluation, overwrite=overwrite)
-    else:
-        export_onnx_int8(
-            model, path, crops, codec, evaluation=evaluation, calibration_source=source,
-            overwrite=overwrite, check_keypoints_px=check_keypoints_px,
-        )  # fmt: skip
-    _, metadata = load_onnx(path)
-    return metadata["quantization"]["keypoint_check"] if crops is not None else metadata["parity"]
+        return export_onnx(model, path, codec=codec, evaluation=evaluation, overwrite=overwrite)
+    return export_onnx_int8(
+        model, path, crops, codec, evaluation=evaluation, calibration_source=source,
+        overwrite=overwrite, check_keypoints_px=check_keypoints_px,
+    )  # fmt: skip
 
 
 def load_artifact(path: str | Path, threads: int = 0) -> tuple[Network, dict[str, Any]]:

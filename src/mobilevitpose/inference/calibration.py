@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mobilevitpose.coco import coco_paths, read_person_boxes
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths, read_person_boxes
 from mobilevitpose.data.image_io import person_crops, read_image
 
 DEFAULT_CALIBRATION_CROPS = 256

@@ -8,7 +8,7 @@ import numpy as np
 
 from mobilevitpose.keypoints import SKELETON, side_of
 
-# BGR, as OpenCV draws: left orange, right blue, centre green (MMPose's COCO palette).
+# BGR, as OpenCV draws: left orange, right blue, centre green.
 SIDE_COLOURS = {"left": (0, 128, 255), "right": (255, 128, 0), "center": (0, 255, 0)}
 
 

@@ -18,7 +18,7 @@ from mobilevitpose.data.image_io import person_crops
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.inference.artifacts import BACKEND_OF_SUFFIX, load_artifact
 from mobilevitpose.inference.checkpoint import load_pose_model
-from mobilevitpose.inference.onnx import evaluation_of
+from mobilevitpose.inference.metadata import codec_of, evaluation_of
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 from mobilevitpose.models.flip import predict_heatmaps
 from mobilevitpose.models.pose_model import normalise_images
@@ -79,17 +79,14 @@ class PoseEstimator:
         """A mvp-export file (ONNX in ONNX Runtime, .pte in ExecuTorch), with the codec and
         evaluation settings stored in its metadata."""
         network, metadata = load_artifact(path, threads)
-        if "codec" not in metadata:
-            raise ValueError(
-                f"{path} carries no codec metadata; export it from a checkpoint with mvp-export"
-            )
+        codec = codec_of(metadata, str(path))
         mean, std = metadata["mean"], metadata["std"]
 
         def run(crops: np.ndarray) -> np.ndarray:
             # The graph takes normalised float crops, as a device runtime feeds it.
             return network(normalise_images(torch.from_numpy(crops), mean, std).numpy())
 
-        return cls(run, HeatmapCodec(**metadata["codec"]), evaluation_of(metadata))
+        return cls(run, codec, evaluation_of(metadata))
 
     @classmethod
     def load(cls, path: str | Path, backend: str = "auto", device: str = "cpu") -> PoseEstimator:

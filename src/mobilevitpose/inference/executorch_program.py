@@ -6,7 +6,7 @@ MAX_BATCH, to heatmaps (B, K, h / 4, w / 4). What a predictor needs besides the 
 an exported ONNX file's metadata) is the program's constant method METADATA_METHOD: the JSON
 text as a uint8 tensor, since ExecuTorch stores tensors and numbers, not strings. The checks
 of an export (fp32 parity, INT8 keypoints) are stored as their tolerances; their measured
-values are what `export_executorch` returns, and what mvp-export prints.
+values are in the `ExportReport` that `export_executorch` returns, and what mvp-export prints.
 
 INT8 is PyTorch 2 export quantisation with ExecuTorch's XNNPACK quantiser: symmetric int8,
 per-channel weights, activation ranges observed on calibration crops.
@@ -38,7 +38,7 @@ from mobilevitpose.inference.fidelity import (
     recorded_tolerance,
     reference_heatmaps,
 )
-from mobilevitpose.inference.onnx import check_metadata, export_metadata
+from mobilevitpose.inference.metadata import ExportReport, check_metadata, export_metadata
 from mobilevitpose.models.lowering import for_mobile_delegates
 from mobilevitpose.models.pose_model import PoseModel
 
@@ -113,9 +113,9 @@ def export_executorch(
     overwrite: bool = False,
     atol: float = PARITY_ATOL,
     check_keypoints_px: float | None = None,
-) -> dict[str, Any]:
+) -> ExportReport:
     """Write `model` as an ExecuTorch program lowered to XNNPACK, fp32, or INT8 when uint8 RGB
-    `calibration` crops are given; returns what the export's check measured.
+    `calibration` crops are given; the report holds what the export's check measured.
 
     fp32 is refused if its heatmaps differ from PyTorch's by more than `atol`; INT8 if its
     keypoints on the calibration crops moved more than `check_keypoints_px` (median; default one
@@ -169,7 +169,7 @@ def export_executorch(
             check_keypoints(checked, tolerance, str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(program.buffer)
-    return checked
+    return ExportReport(path, "fp32" if calibration is None else "int8", checked)
 
 
 def _program_network(program: bytes | Path, source: str) -> Network:
@@ -200,7 +200,7 @@ def _program_network(program: bytes | Path, source: str) -> Network:
 
 def load_executorch(path: str | Path) -> tuple[Network, dict[str, Any]]:
     """The "forward" of a mvp-export .pte file as a function of normalised crops, and the
-    program's metadata (see `export_metadata`)."""
+    program's metadata (`metadata`)."""
     require_executorch()
     from executorch.runtime import Runtime
 

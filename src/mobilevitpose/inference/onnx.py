@@ -4,7 +4,7 @@ and loading for inference.
 The ONNX graph maps a normalised crop "input" (B, 3, h, w) float32 to "heatmaps"
 (B, K, h / 4, w / 4), with a dynamic batch axis and a fixed crop size. Everything a predictor
 needs besides the graph (crop size, normalisation, keypoint order, flip pairs, the codec) rides
-in the model's `metadata_props` as JSON strings, so the ONNX file stands alone.
+in the model's `metadata_props` as JSON strings (`metadata`), so the ONNX file stands alone.
 
 The TorchScript exporter (`dynamo=False`) is used: the torch.export-based one needs onnxscript,
 which is not a dependency, and the traced graph is as good for these convolutional/attention
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import io
 import json
 import logging
@@ -52,60 +51,13 @@ from mobilevitpose.inference.fidelity import (
     recorded_tolerance,
     reference_heatmaps,
 )
-from mobilevitpose.keypoints import FLIP_INDICES, KEYPOINT_NAMES
+from mobilevitpose.inference.metadata import ExportReport, check_metadata, export_metadata
 from mobilevitpose.models.pose_model import PoseModel
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "heatmaps"
 MIN_OPSET = 17
 _TRACE_BATCH_SIZE = 2
-# Keys every exported file carries; `codec` and `parity` are added when known.
-REQUIRED_METADATA = (
-    "model_name",
-    "input_size",
-    "heatmap_size",
-    "mean",
-    "std",
-    "keypoint_names",
-    "flip_indices",
-)
-
-
-def export_metadata(
-    model: PoseModel,
-    codec: HeatmapCodec | None = None,
-    evaluation: EvaluationSettings | None = None,
-) -> dict[str, Any]:
-    """What a predictor needs besides the graph, as plain JSON-able values (`evaluation`: the
-    training run's settings, the predictor's defaults)."""
-    metadata: dict[str, Any] = {
-        "model_name": model.name,
-        "input_size": list(model.input_size),
-        "heatmap_size": list(model.heatmap_size),
-        "mean": list(model.mean),
-        "std": list(model.std),
-        "keypoint_names": list(KEYPOINT_NAMES),
-        "flip_indices": list(FLIP_INDICES),
-    }
-    if codec is not None:
-        if tuple(codec.input_size) != model.input_size:
-            raise ValueError(
-                f"codec input_size {list(codec.input_size)} differs from the model's "
-                f"{list(model.input_size)}"
-            )
-        # All fields, so that `HeatmapCodec(**metadata["codec"])` rebuilds the decoder.
-        metadata["codec"] = dataclasses.asdict(codec)
-    if evaluation is not None:
-        metadata["evaluation"] = evaluation.to_dict()
-    return metadata
-
-
-def evaluation_of(metadata: dict[str, Any]) -> EvaluationSettings:
-    """The evaluation settings an exported file carries (files exported before they were all
-    recorded carry `flip_test` alone, or nothing: the defaults fill in)."""
-    if "evaluation" in metadata:
-        return EvaluationSettings.from_dict(metadata["evaluation"])
-    return EvaluationSettings.from_dict({k: v for k, v in metadata.items() if k == "flip_test"})
 
 
 def make_session(
@@ -173,7 +125,7 @@ def export_onnx(
     evaluation: EvaluationSettings | None = None,
     overwrite: bool = False,
     atol: float = PARITY_ATOL,
-) -> Path:
+) -> ExportReport:
     """Write `model` as ONNX to `path` once ONNX Runtime reproduces its heatmaps within `atol`.
 
     The parity numbers are stored in the metadata under "parity". Nothing is written when the
@@ -194,7 +146,7 @@ def export_onnx(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(path))
-    return path
+    return ExportReport(path, "fp32", checked)
 
 
 class _CalibrationReader(CalibrationDataReader):
@@ -218,7 +170,7 @@ def export_onnx_int8(
     opset: int = MIN_OPSET,
     overwrite: bool = False,
     check_keypoints_px: float | None = None,
-) -> Path:
+) -> ExportReport:
     """Write `model` as a statically quantised INT8 ONNX file (QDQ, per-channel int8 weights,
     uint8 activations with ranges from the uint8 RGB `calibration` crops).
 
@@ -264,7 +216,7 @@ def export_onnx_int8(
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(proto, str(path))
-    return path
+    return ExportReport(path, "int8", deviation)
 
 
 @contextlib.contextmanager
@@ -306,21 +258,10 @@ def decode_metadata(raw: dict[str, str], source: str) -> dict[str, Any]:
     return check_metadata(metadata, source)
 
 
-def check_metadata(metadata: dict[str, Any], source: str) -> dict[str, Any]:
-    """`metadata` itself once it holds every REQUIRED_METADATA key; ValueError otherwise."""
-    missing = [key for key in REQUIRED_METADATA if key not in metadata]
-    if missing:
-        raise ValueError(
-            f"{source} lacks the metadata {missing}; export it with mvp-export "
-            "(mobilevitpose.inference.onnx.export_onnx)"
-        )
-    return metadata
-
-
 def load_onnx(
     path: str | Path, intra_op_threads: int = 0, providers: Sequence[str] | None = None
 ) -> tuple[ort.InferenceSession, dict[str, Any]]:
-    """An inference session for an exported file and its metadata (see `export_metadata`).
+    """An inference session for an exported file and its metadata (`metadata`).
 
     Feed `{INPUT_NAME: crops}` with crops (B, 3, h, w) float32 normalised with the metadata's
     mean/std; the output is (B, K, h / 4, w / 4) heatmaps.

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from mobilevitpose.data.coco import PersonBoxes, read_person_boxes
+from mobilevitpose.coco import PersonBoxes, read_person_boxes
 from mobilevitpose.evaluation.results import coco_results
 from mobilevitpose.files import write_json
 from mobilevitpose.inference.draw import draw_skeleton

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mobilevitpose.data.coco import PersonBoxes
+from mobilevitpose.coco import PersonBoxes
 from mobilevitpose.data.image_io import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -33,7 +33,8 @@ def list_images(folder: Path) -> list[Path]:
 
 def coco_image_id(path: Path) -> int | None:
     """COCO names images by id (000000000785.jpg -> 785)."""
-    return int(path.stem) if path.stem.isdigit() else None
+    # isdigit() also takes digits such as '²' that int() refuses.
+    return int(path.stem) if path.stem.isascii() and path.stem.isdigit() else None
 
 
 def image_ids(files: Sequence[Path], boxes: PersonBoxes | None) -> list[int]:

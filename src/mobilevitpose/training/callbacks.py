@@ -32,8 +32,8 @@ class EpochSeeding(L.Callback):
 
 
 class RunConfigInCheckpoints(L.Callback):
-    """Stores the run's whole resolved config in every checkpoint (`key`), so that mvp-eval
-    can reuse the run's data settings and reports can tell runs apart."""
+    """Stores the run's resolved config (less what the module's hyperparameters hold) in every
+    checkpoint (`key`), so that mvp-eval can reuse the run's data settings."""
 
     def __init__(self, config: dict[str, Any], key: str) -> None:
         self.config = config

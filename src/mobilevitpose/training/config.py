@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import hydra.utils
 import lightning as L
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from hydra.errors import InstantiationException
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,11 +22,13 @@ from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.models.build import build_codec, build_pose_model
 from mobilevitpose.models.pose_model import PoseModel
+from mobilevitpose.targets import build_from_config
 from mobilevitpose.training.runs import run_dir
 
-# The configs live beside the package in the repository (Lightning-Hydra template layout);
-# an editable install (`pip install -e .`) keeps them reachable.
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+# The configs are the repository's top-level conf/ (Lightning-Hydra template layout), which
+# src/mobilevitpose/conf links to, so that a wheel carries them as package data (MMPose ships
+# its configs inside its package for the same reason) and an editable install reads conf/ itself.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # The evaluation group's schema is the settings dataclass itself, so that its defaults are
 # written once (conf/evaluation/coco.yaml extends it) and overrides are type-checked.
@@ -46,17 +46,18 @@ if not OmegaConf.has_resolver("mvp_run_dir"):
 def config_dir() -> Path:
     if not (CONFIG_DIR / "train.yaml").is_file():
         raise FileNotFoundError(
-            f"mobilevitpose's Hydra configs are not at {CONFIG_DIR}; install the package from "
-            "its repository with `pip install -e .` so that conf/ stays beside src/."
+            f"mobilevitpose's Hydra configs are not at {CONFIG_DIR}: the installation is "
+            "incomplete; reinstall with `pip install mobilevitpose` (or `pip install -e .` in "
+            "a checkout, where src/mobilevitpose/conf links to conf/)."
         )
     return CONFIG_DIR
 
 
 def hydra_main(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """`hydra.main` for console scripts, reading the configs from `conf/` beside `src/`.
+    """`hydra.main` for console scripts, reading the configs from `config_dir()`.
 
     Hydra resolves `config_path` inside the task's *package* when the task lives in an
-    imported module (as a console script's does), which cannot reach a top-level `conf/`.
+    imported module (as a console script's does), where conf/ is no Python package.
     Presenting the task as a script makes Hydra resolve the (absolute) path as a folder.
     """
 
@@ -85,13 +86,11 @@ def to_plain(cfg: DictConfig | None) -> Any:
     return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
 
 
-def instantiate(node: DictConfig, **kwargs: Any) -> Any:
-    """`hydra.utils.instantiate`, raising the builder's own error: Hydra wraps it in an
-    InstantiationException, while the original names the file or value at fault."""
-    try:
-        return hydra.utils.instantiate(node, **kwargs)
-    except InstantiationException as err:
-        raise (err.__cause__ or err) from None
+def instantiate(node: DictConfig | dict[str, Any], **kwargs: Any) -> Any:
+    """The object a config node describes (`targets.build_from_config` on its resolved values),
+    `kwargs` passed to its `_target_` as they are."""
+    plain = to_plain(node) if isinstance(node, DictConfig) else node
+    return build_from_config(plain, **kwargs)
 
 
 def build_model(name: str, overrides: Sequence[str] = (), init: str = "plain") -> PoseModel:
@@ -121,10 +120,8 @@ def augment_recipe(name: str) -> AugmentRecipe:
 
 
 def build_datamodule(data_cfg: DictConfig, codec: HeatmapCodec, seed: int = 0) -> CocoDataModule:
-    """The data config with the model's codec. The codec goes in after instantiation: Hydra
-    would turn a dataclass argument into a config node."""
-    build = instantiate(data_cfg, _partial_=True, _convert_="all")
-    return build(codec=codec, seed=seed)
+    """The datamodule of a data config, cutting crops for the model's codec."""
+    return instantiate(data_cfg, codec=codec, seed=seed)
 
 
 def build_callbacks(cfg: DictConfig) -> list[L.Callback]:

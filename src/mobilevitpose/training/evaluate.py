@@ -7,8 +7,7 @@ from pathlib import Path
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from mobilevitpose.data.coco import coco_paths
-from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint
+from mobilevitpose.inference.checkpoint import read_checkpoint
 from mobilevitpose.training.config import build_datamodule, instantiate, to_plain
 from mobilevitpose.training.module import module_from_checkpoint
 from mobilevitpose.training.runs import (
@@ -24,23 +23,17 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     `cfg.data`, and its evaluation settings, updated by `cfg.evaluation`."""
     output_dir = Path(cfg.paths.output_dir)
     checkpoint = read_checkpoint(cfg.ckpt_path)
-    saved = checkpoint.get(CONFIG_KEY) or {}
-    if not saved.get("data"):
-        raise ValueError(f"{cfg.ckpt_path} carries no data config; was it written by mvp-train?")
-    data_cfg = OmegaConf.create(saved["data"])
+    data_cfg = OmegaConf.create(checkpoint.data)
     for key, value in cfg.data.items():
         if value is not None:
             data_cfg[key] = value
     data_cfg.synthetic = None  # evaluating never generates data
     data_cfg.recipe = None  # nor trains
     module = module_from_checkpoint(
-        checkpoint,
-        evaluation=to_plain(cfg.evaluation),
-        val_ann_file=coco_paths(data_cfg.root, "val")[0],
-        results_dir=output_dir,
+        checkpoint, evaluation=to_plain(cfg.evaluation), results_dir=output_dir
     )
     write_hydra_record(output_dir, cfg)
-    datamodule = build_datamodule(data_cfg, module.codec, seed=saved.get("seed", 0))
+    datamodule = build_datamodule(data_cfg, module.codec, seed=checkpoint.run.get("seed", 0))
     trainer: L.Trainer = instantiate(cfg.trainer)
     trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics = module.coco_metrics

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from lightning.pytorch.utilities.types import OptimizerConfig, OptimizerLRSchedulerConfig
 from torch import Tensor
 
+from mobilevitpose.coco import read_annotations
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.distributed import world_size
 from mobilevitpose.evaluation.coco_metric import STAT_NAMES, CocoKeypointEvaluator
@@ -21,7 +22,7 @@ from mobilevitpose.evaluation.gather import gather_predictions
 from mobilevitpose.evaluation.results import coco_results
 from mobilevitpose.evaluation.settings import EvaluationSettings
 from mobilevitpose.files import write_json
-from mobilevitpose.inference.checkpoint import FORMAT, FORMAT_KEY
+from mobilevitpose.inference.checkpoint import FORMAT, FORMAT_KEY, Checkpoint
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 from mobilevitpose.models.build import build_codec, build_pose_model
 from mobilevitpose.models.flip import predict_heatmaps
@@ -39,9 +40,9 @@ class PoseLitModule(L.LightningModule):
     (`conf/module/default.yaml` wires them from their groups), saved as the checkpoint's
     hyperparameters, so a checkpoint rebuilds itself without pickled objects:
     `PoseLitModule.load_from_checkpoint(path)` works offline (its `init` is saved as plain, the
-    weights being in the checkpoint). `val_ann_file` is the COCO ground truth that validation
-    scores against; `results_dir`, when given, receives the validation results
-    (`val.keypoints.json`). Neither is a hyperparameter: both belong to the run, not the model.
+    weights being in the checkpoint). Validation scores against the datamodule's
+    `val_ann_file`; `results_dir`, when given, receives the validation results
+    (`val.keypoints.json`): it belongs to the run, not the model, so it is no hyperparameter.
     """
 
     def __init__(
@@ -54,11 +55,10 @@ class PoseLitModule(L.LightningModule):
         evaluation: dict[str, Any] | None = None,
         channels_last: bool = False,
         bf16_head: bool | str = False,
-        val_ann_file: str | Path | None = None,
         results_dir: str | Path | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["val_ann_file", "results_dir"])
+        self.save_hyperparameters(ignore=["results_dir"])
         self.model: PoseModel = build_pose_model(model, init)
         # NHWC activations: oneDNN (CPU) and tensor cores (mixed precision) run convolutions
         # faster in that layout. Weights convert here; inputs in `forward`.
@@ -70,7 +70,6 @@ class PoseLitModule(L.LightningModule):
         self.bf16_head = bf16_head
         self.codec: HeatmapCodec = build_codec(codec, self.model)
         self.evaluation = EvaluationSettings.from_dict(evaluation)
-        self.val_ann_file = Path(val_ann_file) if val_ann_file is not None else None
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.evaluator: CocoKeypointEvaluator | None = None
         self._predictions: list[dict[str, np.ndarray]] = []
@@ -152,7 +151,7 @@ class PoseLitModule(L.LightningModule):
         max_epochs = max(self.trainer.max_epochs or 1, 1)
         steps_per_epoch = max(math.ceil(self.trainer.estimated_stepping_batches / max_epochs), 1)
         scheduler = instantiate(self.hparams["scheduler"])(
-            optimizer, steps_per_epoch=steps_per_epoch
+            optimizer, steps_per_epoch=steps_per_epoch, max_epochs=self.trainer.max_epochs
         )
         return {
             "optimizer": optimizer,
@@ -163,13 +162,14 @@ class PoseLitModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._predictions = []
         if self.trainer.is_global_zero:  # only rank 0 runs COCOeval; others skip loading the GT
-            if self.val_ann_file is None:
+            ann_file = getattr(self.trainer.datamodule, "val_ann_file", None)  # type: ignore[attr-defined]
+            if ann_file is None:
                 raise ValueError(
-                    "validation needs the COCO ground truth: build the module with "
-                    "val_ann_file=<annotations/person_keypoints_val2017.json>"
+                    "validation needs the COCO ground truth: validate with a datamodule that "
+                    "has val_ann_file, as CocoDataModule does"
                 )
-            if self.evaluator is None or self.evaluator.ann_file != self.val_ann_file:
-                self.evaluator = CocoKeypointEvaluator(self.val_ann_file)
+            if self.evaluator is None or self.evaluator.ann_file != Path(ann_file):
+                self.evaluator = CocoKeypointEvaluator(read_annotations(ann_file))
 
     @torch.no_grad()
     def predict_keypoints(self, batch: dict[str, Tensor]) -> dict[str, np.ndarray]:
@@ -244,16 +244,15 @@ def _empty_predictions() -> dict[str, np.ndarray]:
 
 
 def module_from_checkpoint(
-    checkpoint: dict[str, Any],
+    checkpoint: Checkpoint,
     *,
     evaluation: Mapping[str, Any] | None = None,
-    val_ann_file: str | Path | None = None,
     results_dir: str | Path | None = None,
 ) -> PoseLitModule:
     """Rebuild the PoseLitModule of a checkpoint read by `read_checkpoint` (earlier formats
     upgraded), its evaluation settings updated by `evaluation`."""
-    hparams = dict(checkpoint["hyper_parameters"])
+    hparams = dict(checkpoint.hyper_parameters)
     hparams["evaluation"] = {**(hparams.get("evaluation") or {}), **dict(evaluation or {})}
-    module = PoseLitModule(**hparams, val_ann_file=val_ann_file, results_dir=results_dir)
-    module.load_state_dict(checkpoint["state_dict"])
+    module = PoseLitModule(**hparams, results_dir=results_dir)
+    module.load_state_dict(checkpoint.contents["state_dict"])
     return module

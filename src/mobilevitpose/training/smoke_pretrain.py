@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import save_file
 from torch.nn import functional as F
 
+from mobilevitpose.coco import coco_paths
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import load_gt_instances
 from mobilevitpose.models.pose_model import normalise_images

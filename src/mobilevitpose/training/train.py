@@ -6,12 +6,10 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from mobilevitpose.data.coco import coco_paths
-from mobilevitpose.inference.checkpoint import CONFIG_KEY
+from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_facts
 from mobilevitpose.training.callbacks import RunConfigInCheckpoints
 from mobilevitpose.training.config import (
     build_callbacks,
@@ -44,11 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
 
     # Built before the run directory is written: a bad model or data setting leaves nothing.
-    module: PoseLitModule = instantiate(
-        cfg.module,
-        val_ann_file=str(coco_paths(cfg.data.root, "val")[0]),
-        results_dir=str(output_dir),
-    )
+    module: PoseLitModule = instantiate(cfg.module, results_dir=str(output_dir))
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     if resumed is None and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
         # DDP workers re-enter here: the run is written once.
@@ -56,7 +50,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_hydra_record(output_dir, cfg)
         (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg)
-    callbacks = [*build_callbacks(cfg), RunConfigInCheckpoints(to_plain(cfg), key=CONFIG_KEY)]
+    callbacks = [
+        *build_callbacks(cfg),
+        RunConfigInCheckpoints(run_facts(to_plain(cfg)), key=CONFIG_KEY),
+    ]
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     failed = True
     try:
@@ -77,9 +74,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 output_dir / METRICS_FILE,
                 metrics,
                 checkpoint=best,
-                epoch=torch.load(best, map_location="cpu", weights_only=False)["epoch"]
-                if best
-                else trainer.current_epoch,
+                epoch=read_checkpoint(best).epoch if best else trainer.current_epoch,
                 boxes=datamodule.box_source,
                 model=cfg.model.name,
                 init=cfg.init.name,

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mobilevitpose.coco import coco_paths
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
 from mobilevitpose.training.config import build_model
@@ -201,7 +201,7 @@ def test_an_annotation_file_is_no_detection_file(layout):
 
 
 def test_an_annotation_files_boxes_are_the_ground_truth_instances_validation_uses(layout):
-    from mobilevitpose.data.coco import read_person_boxes
+    from mobilevitpose.coco import read_person_boxes
 
     layout["data"]["annotations"] += [
         _ann(2, bbox=[50, 40, 80, 80]),  # clipped to the 100x80 image
@@ -217,7 +217,7 @@ def test_an_annotation_files_boxes_are_the_ground_truth_instances_validation_use
 
 
 def test_a_box_only_annotation_file_gives_its_person_boxes(layout):
-    from mobilevitpose.data.coco import read_person_boxes
+    from mobilevitpose.coco import read_person_boxes
 
     # Like instances_val2017.json: person boxes without keypoints; crowd and empty ones skipped.
     layout["data"]["annotations"] = [

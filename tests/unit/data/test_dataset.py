@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from mobilevitpose.coco import coco_paths
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data import image_io
-from mobilevitpose.data.coco import coco_paths
 from mobilevitpose.data.dataset import TopDownDataset
 from mobilevitpose.data.image_io import (
     CropReader,

@@ -5,9 +5,8 @@ from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.data import sampler
-from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.data.sampler import ImageGroupedSampler
-from mobilevitpose.training.config import augment_recipe
+from mobilevitpose.training.config import build_datamodule, compose
 
 # Dataset index -> image id: 6 images holding 1 to 4 persons, not stored image by image.
 IMAGE_IDS = [7, 3, 7, 9, 3, 7, 11, 5, 9, 7, 5, 2, 3]
@@ -60,10 +59,10 @@ def test_grouped_loading_decodes_each_image_about_once(synthetic_root) -> None:
     codec = HeatmapCodec(kind="udp", input_size=(96, 128), heatmap_size=(24, 32))
     decodes, samples = {}, {}
     for grouped in (False, True):
-        dm = CocoDataModule(
-            str(synthetic_root), codec, boxes="gt", batch_size=4, num_workers=0,
-            pin_memory=False, group_by_image=grouped, recipe=augment_recipe("paper"),
-        )  # fmt: skip
+        cfg = compose("train", [f"data.root={synthetic_root}", "data.boxes=gt",
+                                "data.batch_size=4", "data.num_workers=0", "data.synthetic=null",
+                                f"data.group_by_image={grouped}"])  # fmt: skip
+        dm = build_datamodule(cfg.data, codec)
         dm.setup("fit")
         dm.set_epoch(0)
         seen = [i for batch in dm.train_dataloader() for i in batch["instance_id"].tolist()]

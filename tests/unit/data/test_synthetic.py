@@ -8,7 +8,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from mobilevitpose.cli import synth
-from mobilevitpose.data.coco import DETECTION_FILE
+from mobilevitpose.coco import DETECTION_FILE
 from mobilevitpose.data.synthetic import (
     KEYPOINT_PARTS,
     MIN_AREA,

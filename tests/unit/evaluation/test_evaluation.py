@@ -9,6 +9,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch.utils.data import DistributedSampler
 
+from mobilevitpose.coco import read_annotations
 from mobilevitpose.evaluation.coco_metric import STAT_NAMES, CocoKeypointEvaluator
 from mobilevitpose.evaluation.gather import gather_predictions
 from mobilevitpose.evaluation.nms import oks_nms, soft_oks_nms
@@ -116,7 +117,7 @@ def ann_file(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 def test_ground_truth_scores_perfect_and_a_shift_lowers_it(ann_file: Path) -> None:
-    evaluator = CocoKeypointEvaluator(ann_file)
+    evaluator = CocoKeypointEvaluator(read_annotations(ann_file))
     preds, bbox_xywh = gt_predictions(ann_file)
     perfect = evaluator.evaluate(coco_results(**preds, settings=DEFAULTS))
     assert perfect["AP"] == 1.0
@@ -136,7 +137,7 @@ def test_ground_truth_scores_perfect_and_a_shift_lowers_it(ann_file: Path) -> No
 
 
 def test_evaluator_reports_every_stat_and_leaves_results_untouched(tiny_ann: Path) -> None:
-    evaluator = CocoKeypointEvaluator(tiny_ann)
+    evaluator = CocoKeypointEvaluator(read_annotations(tiny_ann))
     preds, _ = gt_predictions(tiny_ann)
     results = coco_results(**preds, settings=DEFAULTS)
     before = json.dumps(results)
@@ -147,13 +148,15 @@ def test_evaluator_reports_every_stat_and_leaves_results_untouched(tiny_ann: Pat
 
 
 def test_evaluator_empty_results_give_zeros(tiny_ann: Path) -> None:
-    assert CocoKeypointEvaluator(tiny_ann).evaluate([]) == dict.fromkeys(STAT_NAMES, 0.0)
+    assert CocoKeypointEvaluator(read_annotations(tiny_ann)).evaluate([]) == dict.fromkeys(
+        STAT_NAMES, 0.0
+    )
 
 
 def test_evaluator_rejects_bad_input(tiny_ann: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"missing\.json"):
-        CocoKeypointEvaluator(tmp_path / "missing.json")
-    evaluator = CocoKeypointEvaluator(tiny_ann)
+        CocoKeypointEvaluator(read_annotations(tmp_path / "missing.json"))
+    evaluator = CocoKeypointEvaluator(read_annotations(tiny_ann))
     good = {"image_id": 11, "category_id": 1, "keypoints": [1.0] * 51, "score": 0.5}
     with pytest.raises(ValueError, match="image_id 999"):
         evaluator.evaluate([{**good, "image_id": 999}])
@@ -328,7 +331,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, ann_file: str, out_d
         sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=False)
         indices = list(sampler)
         gathered = gather_predictions({k: v[indices] for k, v in preds.items()})
-        metrics = CocoKeypointEvaluator(ann_file).evaluate(
+        metrics = CocoKeypointEvaluator(read_annotations(ann_file)).evaluate(
             coco_results(**gathered, settings=DEFAULTS)
         )
         report = {
@@ -352,7 +355,9 @@ def test_gather_predictions_two_process_gloo_matches_single_process(
         nprocs=world_size,
     )
     preds = ddp_predictions(tiny_ann)
-    expected = CocoKeypointEvaluator(tiny_ann).evaluate(coco_results(**preds, settings=DEFAULTS))
+    expected = CocoKeypointEvaluator(read_annotations(tiny_ann)).evaluate(
+        coco_results(**preds, settings=DEFAULTS)
+    )
     assert 0.0 < expected["AP"] < 1.0
     for rank in range(world_size):
         report = json.loads((tmp_path / f"rank{rank}.json").read_text())

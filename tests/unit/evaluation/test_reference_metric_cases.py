@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from mobilevitpose.coco import read_annotations
 from mobilevitpose.evaluation.coco_metric import STAT_NAMES, CocoKeypointEvaluator
 from mobilevitpose.evaluation.results import coco_results
 from mobilevitpose.evaluation.settings import EvaluationSettings
@@ -51,7 +52,7 @@ def test_ground_truth_as_predictions_scores_one(ann_file, annotations, score_mod
     # ignores such results, where pycocotools alone would count false positives (AP 0.894).
     settings = EvaluationSettings(score_mode=score_mode, nms_mode=nms_mode)
     results = coco_results(**_predictions(annotations), settings=settings)
-    assert CocoKeypointEvaluator(ann_file).evaluate(results) == PERFECT
+    assert CocoKeypointEvaluator(read_annotations(ann_file)).evaluate(results) == PERFECT
 
 
 PERTURBED = {
@@ -70,7 +71,7 @@ PERTURBED = {
 def test_perturbed_predictions_give_the_references_numbers(ann_file, annotations, score_mode):
     predictions = _predictions(annotations, scale=(0.98, 1.02, 0.8), bbox_score=0.98)
     settings = EvaluationSettings(score_mode=score_mode)
-    metrics = CocoKeypointEvaluator(ann_file).evaluate(
+    metrics = CocoKeypointEvaluator(read_annotations(ann_file)).evaluate(
         coco_results(**predictions, settings=settings)
     )
     assert list(metrics.values()) == pytest.approx(PERTURBED[score_mode], abs=1e-9)
@@ -90,7 +91,7 @@ def test_soft_oks_nms_of_duplicated_people_gives_the_references_numbers(ann_file
         for key in first[0]
     }
     settings = EvaluationSettings(nms_mode="soft_oks_nms")
-    metrics = CocoKeypointEvaluator(ann_file).evaluate(
+    metrics = CocoKeypointEvaluator(read_annotations(ann_file)).evaluate(
         coco_results(**predictions, settings=settings)
     )
     expected = (0.17073707370737073, 0.25055005500550054, 0.10671067106710669, 0.0,

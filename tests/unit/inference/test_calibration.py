@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from mobilevitpose.coco import read_person_boxes
 from mobilevitpose.codec import HeatmapCodec
-from mobilevitpose.data.coco import read_person_boxes
 from mobilevitpose.data.image_io import read_image
 from mobilevitpose.inference.calibration import annotated_crops, split_crops
 from mobilevitpose.inference.estimator import PoseEstimator

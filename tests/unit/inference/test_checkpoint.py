@@ -3,6 +3,8 @@ Lightning's own `load_from_checkpoint` working offline."""
 
 import copy
 import zipfile
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from helpers import build_module, like_trained
+from helpers import build_module, like_trained, save_checkpoint
 from mobilevitpose.inference.checkpoint import (
     CONFIG_KEY,
     FORMAT,
@@ -73,8 +75,9 @@ def test_a_version_1_checkpoint_loads_with_the_same_weights_codec_and_settings(
     np.testing.assert_array_equal(_heatmaps(model), _heatmaps(module.model))
     assert codec == module.codec and evaluation == module.evaluation
     upgraded = read_checkpoint(path)
-    assert upgraded[FORMAT_KEY] == FORMAT
-    assert upgraded[CONFIG_KEY]["data"]["_target_"] == run_config["data"]["_target_"]
+    assert upgraded.contents[FORMAT_KEY] == FORMAT
+    assert upgraded.run["data"]["_target_"] == run_config["data"]["_target_"]
+    assert "model" not in upgraded.run and "module" not in upgraded.run
     rebuilt = module_from_checkpoint(upgraded, evaluation={"flip_test": False})
     assert rebuilt.evaluation.flip_test is False
     np.testing.assert_array_equal(_heatmaps(rebuilt.model), _heatmaps(module.model))
@@ -125,3 +128,37 @@ def test_unreadable_and_future_checkpoints_are_named(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"missing\.ckpt"):
         read_checkpoint(tmp_path / "missing.ckpt")
     assert not zipfile.is_zipfile(truncated)
+
+
+def test_a_checkpoint_holds_the_run_config_once_and_a_format_2_file_reads_the_same(
+    trained, tmp_path
+):
+    module, run_config = trained
+    path = tmp_path / "run.ckpt"
+    save_checkpoint(module, path, run_config)
+    stored = torch.load(path, weights_only=True)
+    assert stored[FORMAT_KEY] == FORMAT
+    assert not set(stored[CONFIG_KEY]) & {"model", "codec", "evaluation", "module"}
+    assert stored[CONFIG_KEY]["data"] == run_config["data"]
+    # Format 2 stored the whole run config beside the hyperparameters.
+    old = tmp_path / "format2.ckpt"
+    torch.save({**stored, FORMAT_KEY: 2, CONFIG_KEY: run_config}, old)
+    current, earlier = read_checkpoint(path), read_checkpoint(old)
+    assert earlier.run == current.run
+    assert earlier.data_root("pass --data") == Path(run_config["data"]["root"])
+    assert earlier.evaluation == current.evaluation == module.evaluation
+
+
+def test_a_checkpoint_with_pickled_objects_is_refused_unrun(tmp_path):
+    path = tmp_path / "pickled.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": Fraction(1, 3)}}, path)
+    with pytest.raises(ValueError, match=r"pickled\.ckpt.*pickled Python objects"):
+        read_checkpoint(path)
+
+
+def test_a_missing_data_root_names_the_fix(trained, tmp_path):
+    module, run_config = trained
+    path = tmp_path / "run.ckpt"
+    save_checkpoint(module, path, {**run_config, "data": {}})
+    with pytest.raises(ValueError, match=r"run\.ckpt records no data\.root; pass --data"):
+        read_checkpoint(path).data_root("pass --data")

@@ -32,7 +32,7 @@ def codec() -> HeatmapCodec:
 
 @pytest.fixture(scope="module")
 def exported(tiny_model, codec, tmp_path_factory) -> Path:
-    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "xxs.onnx", codec=codec)
+    return export_onnx(tiny_model, tmp_path_factory.mktemp("onnx") / "xxs.onnx", codec=codec).path
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
@@ -73,7 +73,7 @@ def test_channels_last_model_exports_with_parity(tiny_model, codec, tmp_path):
     # What a quickstart checkpoint holds (`channels_last: true`); export_onnx checks parity.
     nhwc = copy.deepcopy(tiny_model).to(memory_format=torch.channels_last)
     off = EvaluationSettings(flip_test=False)
-    path = export_onnx(nhwc, tmp_path / "nhwc.onnx", codec=codec, evaluation=off)
+    path = export_onnx(nhwc, tmp_path / "nhwc.onnx", codec=codec, evaluation=off).path
     _, metadata = load_onnx(path)
     assert max(metadata["parity"]["max_abs_diff"].values()) <= 1e-4
     assert metadata["evaluation"] == off.to_dict()

@@ -15,7 +15,9 @@ from mobilevitpose.training.config import (
     build_datamodule,
     build_loggers,
     compose,
+    config_dir,
     instantiate,
+    to_plain,
 )
 from mobilevitpose.training.module import PoseLitModule
 
@@ -84,11 +86,42 @@ def test_every_experiment_composes_and_instantiates(experiment):
 
 def test_the_quickstart_validates_at_its_last_epoch_whatever_the_epochs():
     # The README's run for a CPU without native bf16 shortens the quickstart to 5 epochs: it
-    # must still validate (and so checkpoint its best) at the end, with the clipped gradients.
+    # must still validate (and so checkpoint its best) at the end.
     trainer = instantiate(_compose("experiment=quickstart", "trainer.max_epochs=5").trainer)
     assert trainer.max_epochs == 5
     assert trainer.check_val_every_n_epoch == 5
-    assert trainer.gradient_clip_val == 0.05
+
+
+_MISSING = object()
+
+
+def _leaves(node, prefix=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*prefix, key))
+    else:
+        yield prefix, node
+
+
+def _lookup(node, key):
+    for part in key:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def test_experiment_files_state_only_what_differs_from_the_defaults():
+    defaults = to_plain(_compose())
+    for name in available("experiment"):
+        experiment = OmegaConf.load(config_dir() / "experiment" / f"{name}.yaml")
+        for key, value in _leaves(OmegaConf.to_container(experiment)):
+            if key[0] in ("defaults", "hydra") or key == ("experiment_name",):
+                continue
+            current = _lookup(defaults, key)
+            assert current is _MISSING or current != value, (
+                f"experiment/{name}.yaml restates the default {'.'.join(key)}={value!r}"
+            )
 
 
 @pytest.mark.parametrize("option", available("debug"))

@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mobilevitpose.data.coco import SPLITS
+from mobilevitpose.coco import SPLITS
 from mobilevitpose.data.synthetic.body import (
     FACE_IDS,
     KEYPOINT_PARTS,

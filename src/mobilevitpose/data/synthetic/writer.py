@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mobilevitpose.data.coco import DETECTION_FILE, SPLITS, coco_paths
+from mobilevitpose.coco import DETECTION_FILE, SPLITS, coco_paths
 from mobilevitpose.data.synthetic.render import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_MAX_PEOPLE,

@@ -1,8 +1,9 @@
-"""COCO 2017 person-keypoint files: the folder layout, JSON files and person-box files.
+"""COCO 2017 person-keypoint files: the folder layout, the annotation and person-box files.
 
 The one owner of COCO's file knowledge: the layout (`coco_paths`), the detection file's name,
-and the reader of person boxes (`read_person_boxes`) that validation and `mvp-predict` share.
-Reading annotations into person instances (with pycocotools) is `instances`.
+the reader of annotation files (`read_annotations`, whose checked values training,
+validation, evaluation and `mvp-predict` all use) and the reader of person boxes
+(`read_person_boxes`) that validation and `mvp-predict` share.
 """
 
 from __future__ import annotations
@@ -60,10 +61,10 @@ def check_fields(entries: Any, fields: tuple[str, ...], what: str, path: Path) -
 
 
 def _numbers(values: Any, entry: str, field: str) -> np.ndarray:
-    """A flat float32 array of `values`; an error naming the entry and field unless all are
+    """A flat float64 array of `values`; an error naming the entry and field unless all are
     finite numbers."""
     try:
-        array = np.asarray(values, dtype=np.float32).reshape(-1)
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
         raise ValueError(f"{entry}: {field!r} must hold numbers; got {values!r:.80}") from None
     if not np.isfinite(array).all():
@@ -79,11 +80,109 @@ def _box(values: Any, entry: str) -> tuple[float, float, float, float]:
     return x, y, w, h
 
 
+def _whole_number(value: Any, entry: str, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{entry}: {field!r} must be a whole number; got {value!r:.80}")
+    return value
+
+
+def _checked_values(ann: dict, entry: str) -> dict:
+    """`ann` with its numeric fields checked, and numbers given as strings converted once."""
+    checked = dict(ann)
+    for field, count in (("keypoints", NUM_KEYPOINTS * 3), ("bbox", 4), ("area", 1)):
+        if field not in ann:
+            continue
+        values = _numbers(ann[field], entry, field)
+        if field == "keypoints" and values.size != count:
+            raise ValueError(
+                f"{entry} has {values.size} keypoint values; expected {count} "
+                f"({NUM_KEYPOINTS} x (x, y, v))"
+            )
+        if field == "bbox" and values.shape != (4,):
+            raise ValueError(
+                f"{entry}: 'bbox' must be 4 numbers (x, y, w, h); got {ann[field]!r:.80}"
+            )
+        if field == "keypoints" and not np.isin(values[2::3], (0, 1, 2)).all():
+            raise ValueError(
+                f"{entry}: keypoint visibility must be 0 (not labelled), 1 (occluded) or 2 "
+                f"(visible); got {sorted(set(values[2::3].tolist()) - {0.0, 1.0, 2.0})}"
+            )
+        raw = ann[field] if field != "area" else [ann[field]]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
+            converted = values.astype(np.float64).tolist()
+            checked[field] = converted[0] if field == "area" else converted
+    return checked
+
+
+@dataclass(frozen=True, eq=False)
+class CocoAnnotations:
+    """A checked COCO annotation file: `dataset` is its JSON with every image listed once
+    (`id`, `file_name`, `width`, `height`), every annotation id unique and naming a listed
+    image, and `keypoints`, `bbox` and `area` finite numbers of the right count (numbers written
+    as strings converted), keypoint visibility 0, 1 or 2. Annotations of unlisted images are
+    dropped and counted in `dropped`."""
+
+    source: Path
+    dataset: dict[str, Any]
+    dropped: int = 0
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return list(self.dataset["images"])
+
+    def annotations_by_image(self) -> dict[int, list[dict[str, Any]]]:
+        """image id -> its annotations in file order, for every listed image (in file order)."""
+        grouped: dict[int, list[dict[str, Any]]] = {int(im["id"]): [] for im in self.images}
+        for ann in self.dataset["annotations"]:
+            grouped[ann["image_id"]].append(ann)
+        return grouped
+
+
+def read_annotations(path: str | Path) -> CocoAnnotations:
+    """Read and check a COCO annotation file (keypoint or box-only): the one reader of them."""
+    path = Path(path).expanduser()
+    data = read_json(path, "annotation file")
+    if not isinstance(data, dict) or not {"images", "annotations"} <= data.keys():
+        raise ValueError(
+            f"annotation file {path} is not a COCO annotation file: it needs the "
+            "'images' and 'annotations' fields"
+        )
+    check_fields(data["images"], ("id", "file_name", "width", "height"), "image", path)
+    check_fields(data["annotations"], ("id", "image_id"), "annotation", path)
+    images: dict[int, dict[str, Any]] = {}
+    for image in data["images"]:
+        entry = f"image {image['id']!r} in {path}"
+        image_id = _whole_number(image["id"], entry, "id")
+        if image_id in images:
+            raise ValueError(f"{path}: image id {image_id} is listed twice; ids must be unique")
+        for field in ("width", "height"):
+            if _whole_number(image[field], entry, field) <= 0:
+                raise ValueError(f"{entry}: {field!r} must be positive; got {image[field]!r}")
+        images[image_id] = image
+    annotations, seen, orphans = [], set(), []
+    for ann in data["annotations"]:
+        entry = f"annotation id {ann['id']!r} in {path}"
+        ann_id = _whole_number(ann["id"], entry, "id")
+        if ann_id in seen:
+            raise ValueError(f"{path}: annotation id {ann_id} occurs twice; ids must be unique")
+        seen.add(ann_id)
+        if _whole_number(ann["image_id"], entry, "image_id") not in images:
+            orphans.append(ann_id)
+            continue
+        annotations.append(_checked_values(ann, entry))
+    if orphans:
+        log.warning(
+            "%s: dropped %d annotation(s) of images absent from 'images' (ids %s%s)",
+            path, len(orphans), orphans[:10], " ..." if len(orphans) > 10 else "",
+        )  # fmt: skip
+    return CocoAnnotations(path, {**data, "annotations": annotations}, dropped=len(orphans))
+
+
 def parse_gt_annotation(
     ann: dict, image_size: tuple[int, int], ann_file: Path
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | str:
-    """(bbox_xyxy, keypoints, visible) of an annotation the reference uses as a top-down
-    instance, or why it filters the annotation out.
+    """(bbox_xyxy, keypoints, visible) of an annotation (as `read_annotations` checked it) the
+    reference uses as a top-down instance, or why it filters the annotation out.
 
     As MMPose's `parse_data_info` and `_is_valid_instance`: boxes clipped to the image,
     visibility min(1, v), and crowd / keypoint-less / empty-box annotations dropped.
@@ -91,13 +190,7 @@ def parse_gt_annotation(
     for field in ("bbox", "keypoints"):
         if field not in ann:
             raise ValueError(f"annotation id {ann.get('id')} in {ann_file} has no {field!r}")
-    raw = _numbers(ann["keypoints"], f"annotation id {ann.get('id')} in {ann_file}", "keypoints")
-    if raw.shape != (NUM_KEYPOINTS * 3,):
-        raise ValueError(
-            f"annotation id {ann.get('id')} in {ann_file} has {raw.size} keypoint values; "
-            f"expected {NUM_KEYPOINTS * 3} ({NUM_KEYPOINTS} x (x, y, v))"
-        )
-    raw = raw.reshape(NUM_KEYPOINTS, 3)
+    raw = np.asarray(ann["keypoints"], dtype=np.float32).reshape(NUM_KEYPOINTS, 3)
     keypoints, visible = raw[:, :2], np.minimum(1.0, raw[:, 2])
     # Without a num_keypoints field the reference counts keypoints with a nonzero coordinate.
     num_keypoints = ann.get("num_keypoints", np.count_nonzero(keypoints.max(axis=1)))
@@ -105,7 +198,7 @@ def parse_gt_annotation(
         return "crowd"
     if num_keypoints == 0 or keypoints.max() <= 0:
         return "no labelled keypoints"
-    bbox = _clipped_box(ann, image_size, ann_file)
+    bbox = _clipped_box(ann, image_size)
     if isinstance(bbox, str):
         return bbox
     return bbox, keypoints, visible.astype(np.float32)
@@ -153,7 +246,7 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
             "image_id, category_id, bbox, score) is needed here"
         )
     if is_annotation_file:
-        return _ground_truth_boxes(data, path)
+        return _ground_truth_boxes(read_annotations(path))
     if not isinstance(data, list):
         raise ValueError(
             f"boxes file {path} is neither a COCO detection-results list nor a COCO annotation "
@@ -179,10 +272,10 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
     )
 
 
-def _clipped_box(ann: dict, image_size: tuple[int, int], path: Path) -> np.ndarray | str:
+def _clipped_box(ann: dict, image_size: tuple[int, int]) -> np.ndarray | str:
     """An annotation's xywh box as xyxy clipped to the image, or why it is empty."""
     img_w, img_h = image_size
-    x, y, w, h = _box(ann["bbox"], f"annotation id {ann.get('id')} in {path}")
+    x, y, w, h = (float(v) for v in np.asarray(ann["bbox"], dtype=np.float32))
     bbox = np.array(
         [
             np.clip(x, 0, img_w - 1),
@@ -204,22 +297,19 @@ def _plain_box(ann: dict, image_size: tuple[int, int], path: Path) -> tuple[np.n
         raise ValueError(f"annotation id {ann.get('id')} in {path} has no 'bbox'")
     if ann.get("iscrowd", 0):
         return "crowd"
-    bbox = _clipped_box(ann, image_size, path)
+    bbox = _clipped_box(ann, image_size)
     return bbox if isinstance(bbox, str) else (bbox,)
 
 
-def _ground_truth_boxes(data: dict[str, Any], path: Path) -> PersonBoxes:
-    check_fields(data["images"], ("id", "file_name", "width", "height"), "image", path)
-    check_fields(data["annotations"], ("id", "image_id"), "annotation", path)
-    sizes = {int(im["id"]): (int(im["width"]), int(im["height"])) for im in data["images"]}
+def _ground_truth_boxes(annotations: CocoAnnotations) -> PersonBoxes:
+    path = annotations.source
+    sizes = {int(im["id"]): (int(im["width"]), int(im["height"])) for im in annotations.images}
     image_ids, instance_ids, boxes = [], [], []
     skipped: Counter[str] = Counter()
-    for ann in data["annotations"]:
+    for ann in annotations.dataset["annotations"]:
         if ann.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
             continue
         image_id = int(ann["image_id"])
-        if image_id not in sizes:
-            raise ValueError(f"annotation {ann['id']} in {path} names image {image_id}, not listed")
         # A box-only annotation file (e.g. instances_val2017.json) gives its person boxes.
         parsed = (
             parse_gt_annotation(ann, sizes[image_id], path)
@@ -241,5 +331,5 @@ def _ground_truth_boxes(data: dict[str, Any], path: Path) -> PersonBoxes:
         instance_ids=np.asarray(instance_ids, dtype=np.int64),
         boxes_xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         scores=np.ones(len(boxes), dtype=np.float64),
-        ids_by_file={im["file_name"]: int(im["id"]) for im in data["images"]},
+        ids_by_file={im["file_name"]: int(im["id"]) for im in annotations.images},
     )

@@ -1,10 +1,12 @@
 import json
+import logging
 
 import numpy as np
 import pytest
 
-from mobilevitpose.data.coco import DETECTION_FILE, coco_paths
+from mobilevitpose.coco import DETECTION_FILE, coco_paths
 from mobilevitpose.data.instances import load_detection_instances, load_gt_instances
+from mobilevitpose.keypoints import KEYPOINT_NAMES
 
 
 def _keypoints(value: float = 50.0, v: int = 2) -> list[float]:
@@ -93,3 +95,62 @@ def test_detections_for_unknown_images_are_an_error(tmp_path):
     assert [d.instance_id for d in load_detection_instances(*layout, bbox_file)] == [0]
     with pytest.raises(FileNotFoundError, match=r"missing\.json"):
         load_detection_instances(*layout, tmp_path / "missing.json")
+
+
+def test_numbers_written_as_strings_are_converted_once_and_evaluate_as_numbers(tmp_path):
+    from mobilevitpose.coco import read_annotations
+    from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator
+
+    numeric = _ann(1, area=1200)
+    as_text = {**numeric, "keypoints": [str(v) for v in numeric["keypoints"]],
+               "bbox": [str(v) for v in numeric["bbox"]], "area": "1200"}  # fmt: skip
+    ann_file, image_dir = _write_layout(tmp_path, [as_text])
+    data = json.loads(ann_file.read_text())
+    data["categories"] = [{"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES)}]
+    ann_file.write_text(json.dumps(data))
+    annotations = read_annotations(ann_file)
+    (ann,) = annotations.dataset["annotations"]
+    assert ann["keypoints"] == [float(v) for v in numeric["keypoints"]]
+    assert ann["bbox"] == [10.0, 10.0, 30.0, 40.0] and ann["area"] == 1200.0
+    (instance,) = load_gt_instances(ann_file, image_dir)
+    np.testing.assert_allclose(instance.keypoints_img, 50.0)
+    # The ground truth itself, as a result, is a perfect score, as for a file of numbers.
+    result = {"image_id": 1, "category_id": 1, "keypoints": numeric["keypoints"], "score": 1.0}
+    assert CocoKeypointEvaluator(annotations).evaluate([result])["AP"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "images", "message"),
+    [
+        ([_ann(1), _ann(1)], None, r"annotation id 1 occurs twice"),
+        (
+            [_ann(1)],
+            [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80}] * 2,
+            r"image id 1 is listed twice",
+        ),
+        ([_ann(1, keypoints=[50, 50, -1] * 17)], None, r"annotation id 1 .*visibility.*\[-1\.0\]"),
+        ([_ann(1, keypoints=[50, 50, 3] * 17)], None, r"annotation id 1 .*visibility.*\[3\.0\]"),
+        ([_ann("1")], None, r"annotation id '1' .*'id' must be a whole number"),
+        (
+            [_ann(1)],
+            [{"id": 1, "file_name": "a.jpg", "width": 0, "height": 80}],
+            r"image 1 .*'width' must be positive",
+        ),
+    ],
+)
+def test_ids_visibility_and_image_sizes_are_checked_when_the_file_is_read(
+    tmp_path, annotations, images, message
+):
+    with pytest.raises(ValueError, match=message):
+        load_gt_instances(*_write_layout(tmp_path, annotations, images))
+
+
+def test_annotations_of_unlisted_images_are_dropped_and_counted(tmp_path, caplog):
+    from mobilevitpose.coco import read_annotations
+
+    ann_file, _ = _write_layout(tmp_path, [_ann(1), _ann(2, image_id=9)])
+    with caplog.at_level(logging.WARNING, logger="mobilevitpose.coco"):
+        annotations = read_annotations(ann_file)
+    assert annotations.dropped == 1
+    assert [a["id"] for a in annotations.dataset["annotations"]] == [1]
+    assert "dropped 1 annotation(s) of images absent from 'images' (ids [2])" in caplog.text
