@@ -36,7 +36,7 @@ def _env() -> dict[str, str]:
 
 def _final(run_dir: Path) -> tuple[dict, int]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     return {k: v for k, v in metrics.items() if k.startswith("val/") or k == "epoch"}, last[
         "global_step"
     ]
@@ -58,7 +58,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (killed / "metrics.json").exists()
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)
     assert killed_at["epoch"] < 4  # killed before the last epoch
 
     # One override resumes it: the saved config, the last checkpoint, the same directory.
@@ -113,7 +113,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(
     module, _ = load_module(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(p).all() for p in module.parameters())
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu",
-                       weights_only=False)  # fmt: skip
+                       weights_only=True)  # fmt: skip
     assert saved["global_step"] == 2 and saved["epoch"] == 0  # the end of the first epoch
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -21,15 +22,19 @@ def warmup_multistep(
     """The reference schedule, stepped every iteration: linear warm-up over `warmup_iters` from
     `warmup_factor` x lr, then x`gamma` at each epoch in `milestones`.
 
-    A milestone at or past `max_epochs` would never be reached, so the rate would not drop as
-    the config says: refused (`max_epochs` None or negative: an open-ended run, not checked).
+    A milestone at or past `max_epochs` is never reached, so the rate does not drop as the
+    config says: warned about, not refused, since a shortened run (`debug=limit`,
+    `fast_dev_run`) of a longer recipe is what one wants at times (`max_epochs` None or
+    negative: an open-ended run, not checked).
     """
     late = [m for m in milestones if max_epochs is not None and max_epochs >= 0 and m >= max_epochs]
     if late:
-        raise ValueError(
+        warnings.warn(
             f"scheduler.milestones {list(milestones)}: {late} at or past trainer.max_epochs="
-            f"{max_epochs}, so the learning rate would never drop there; give milestones below "
-            "max_epochs (or [] for none)"
+            f"{max_epochs}, so the learning rate never drops there; give milestones below "
+            "max_epochs (or [] for none) if this run is meant to decay",
+            UserWarning,
+            stacklevel=2,
         )
     return ChainedScheduler(
         [

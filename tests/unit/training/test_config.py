@@ -153,3 +153,9 @@ def test_user_overrides_keep_working():
     assert cfg.logger.wandb.group == "table3"
     assert list(cfg.logger.wandb.tags) == ["mobilevitpose_s", "imagenet", "table3", "rq2"]
     assert cfg.module.channels_last is True and cfg.module.init.pretrained is True
+
+
+@pytest.mark.parametrize("experiment", [None, *available("experiment")])
+def test_every_recipes_decay_falls_inside_its_epochs(experiment):
+    cfg = _compose(*([f"experiment={experiment}"] if experiment else []))
+    assert all(m < cfg.trainer.max_epochs for m in cfg.scheduler.milestones)

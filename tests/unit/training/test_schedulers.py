@@ -34,8 +34,8 @@ def test_no_milestones_keep_the_rate_after_the_warm_up():
 
 
 @pytest.mark.parametrize("milestones", [[20], [5, 20], [21]])
-def test_a_milestone_the_run_never_reaches_is_refused_naming_both_settings(milestones):
-    with pytest.raises(ValueError, match=r"scheduler\.milestones.*trainer\.max_epochs=20"):
+def test_a_milestone_the_run_never_reaches_is_named_with_both_settings(milestones):
+    with pytest.warns(UserWarning, match=r"scheduler\.milestones.*trainer\.max_epochs=20"):
         _rates(1, steps_per_epoch=10, max_epochs=20, warmup_iters=5, warmup_factor=0.1,
                milestones=milestones, gamma=0.1)  # fmt: skip
 
