@@ -217,3 +217,34 @@ def test_predict_never_writes_into_the_input_folder_nor_over_a_users_file(
     with pytest.raises(FileExistsError, match="--overwrite"):
         predict(checkpoint, images, out, progress=False)
     assert users.read_bytes() == b"the user's own picture"
+
+
+def test_a_checkpoint_of_another_model_is_named_before_the_run_starts(
+    checkpoint, people_root, tmp_path
+):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"holds the weights of 'mobilevitpose_xxs'.*do not fit"):
+        train(_train_cfg(run, people_root, "model=mobilevitpose_s", f"ckpt_path={checkpoint}"))
+    assert not (run / "config.yaml").exists() and not (run / ".hydra").exists()
+
+
+def test_mvp_eval_refuses_what_it_cannot_honour_and_another_runs_directory(checkpoint, tmp_path):
+    ignored = subprocess.run(
+        [sys.executable, "-m", "mobilevitpose.cli.evaluate", f"ckpt_path={checkpoint}",
+         "+model=mobilevitpose_s", f"hydra.run.dir={tmp_path / 'eval'}"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert ignored.returncode == 2
+    assert "mvp-eval cannot honour model: the model, codec and normalisation" in ignored.stderr
+    run = tmp_path / "train_run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"val/AP": 0.7}')
+    before = _checksums(run)
+    into_a_run = subprocess.run(
+        [sys.executable, "-m", "mobilevitpose.cli.evaluate", f"ckpt_path={checkpoint}",
+         f"hydra.run.dir={run}"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert into_a_run.returncode == 2
+    assert "already holds another run's metrics.json" in into_a_run.stderr
+    assert {k: v for k, v in _checksums(run).items() if k != "evaluate.log"} == before

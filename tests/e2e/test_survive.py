@@ -1,5 +1,6 @@
 """Runs that survive: resume after SIGKILL, atomic checkpoints, the NaN guard, DDP training."""
 
+import csv
 import json
 import os
 import signal
@@ -67,6 +68,30 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_end(tmp_path, synthetic_root
         check=True, env=_env(), timeout=600,
     )  # fmt: skip
     assert _final(killed) == _final(whole)
+    # The resumed run continues the CSV log of the killed one, rows of the first epochs kept.
+    assert _epoch_rows(killed) == _epoch_rows(whole)
+    assert [r[0] for r in _epoch_rows(whole)] == ["0", "1", "2", "3", "4"]
+
+
+def test_resume_refuses_overrides_it_would_ignore(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"the run's weights")
+    done = subprocess.run(
+        [sys.executable, "-m", "mobilevitpose.cli.train", f"resume={run}",
+         "trainer.max_epochs=9", "model=mobilevitpose_s"],
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "cannot honour trainer.max_epochs=9, model=mobilevitpose_s" in done.stderr
+    assert f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _epoch_rows(run_dir: Path) -> list[tuple[str, str]]:
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    return sorted((r["epoch"], r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch"))
 
 
 def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path, monkeypatch):

@@ -1,4 +1,8 @@
-"""`mvp-synth`: render the synthetic COCO people dataset into a folder."""
+"""`mvp-synth`: render the synthetic COCO people dataset into a folder.
+
+The folder must be new, empty, or hold a dataset mvp-synth wrote (rendered over); one holding
+anything else, e.g. a real COCO download, is refused before a file is written.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="mvp-synth", description="Render synthetic COCO people in the COCO 2017 layout."
     )
-    parser.add_argument("root", type=Path, help="output folder")
+    parser.add_argument(
+        "root",
+        type=Path,
+        help="output folder: new, empty, or an earlier mvp-synth dataset (rendered over)",
+    )
     parser.add_argument("--num-train", type=int, default=DEFAULT_NUM_TRAIN)
     parser.add_argument("--num-val", type=int, default=DEFAULT_NUM_VAL)
     parser.add_argument("--width", type=int, default=DEFAULT_IMAGE_SIZE[0])

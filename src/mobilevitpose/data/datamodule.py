@@ -29,7 +29,8 @@ class CocoDataModule(L.LightningDataModule):
 
     Validation uses either ground-truth boxes or a person-detection file (`boxes`), as the
     published protocol does. `synthetic` holds generator settings: when given and `root` has
-    no dataset yet, one is generated there first (then read like any COCO).
+    no dataset yet, one is generated there first (then read like any COCO); a COCO dataset the
+    generator did not make is read as it is.
     `group_by_image` shuffles training images rather than persons and serves each image's
     persons in a row, so a worker decodes each image once (sampler.ImageGroupedSampler).
     `reduced_decode` decodes training JPEGs at reduced size where the crop allows (faster, not

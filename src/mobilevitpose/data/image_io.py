@@ -26,6 +26,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 
 from mobilevitpose.geometry import val_crop
 
@@ -38,6 +39,7 @@ DECODE_FLAGS: dict[int, int] = {
 }
 
 
+EXIF_ORIENTATION = 0x0112
 # Bytes at the end of a JPEG searched for its end marker (some cameras append a short trailer).
 JPEG_TAIL = 4096
 
@@ -64,6 +66,19 @@ def read_image(path: str | Path, reduction: int = 1) -> np.ndarray:
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-JPEG_TAIL:].tobytes():
         raise ImageReadError(f"image file {path} is a truncated JPEG (no end marker)")
     return image
+
+
+def decoded_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) that `read_image` decodes `path` to, from the file's header alone; None
+    when the header cannot be read (the decode then names the problem, or skips the image)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            # OpenCV turns the pixels upright as the EXIF orientation says; 5-8 swap the sides.
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError):
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
 def downscale_factor(matrix: np.ndarray) -> float:

@@ -100,9 +100,31 @@ class Checkpoint:
             if key.startswith(MODEL_PREFIX)
         }
 
+    def check_fits(self, model: torch.nn.Module, setting: str) -> None:
+        """ValueError naming what differs when this checkpoint's weights do not fit `model` (the
+        `setting` that named the file, e.g. ckpt_path)."""
+        expected, found = model.state_dict(), self.model_state_dict()
+        missing = sorted(expected.keys() - found.keys())
+        unexpected = sorted(found.keys() - expected.keys())
+        shapes = [
+            f"{key} {list(found[key].shape)} here {list(value.shape)}"
+            for key, value in expected.items()
+            if key in found and found[key].shape != value.shape
+        ]
+        if missing or unexpected or shapes:
+            saved = self.hyper_parameters.get("model") or {}
+            raise ValueError(
+                f"{setting}={self.path} holds the weights of {saved.get('name')!r} (backbone "
+                f"{(saved.get('backbone') or {}).get('name')!r}), which do not fit this run's "
+                f"model: {len(missing)} missing {missing[:3]}, {len(unexpected)} unexpected "
+                f"{unexpected[:3]}, {len(shapes)} of another shape {shapes[:3]}; choose the "
+                f"model={saved.get('name')} config, or another checkpoint"
+            )
+
     def pose_model(self) -> tuple[PoseModel, HeatmapCodec]:
         """The trained network (in eval mode, on the CPU) and its codec."""
         model = build_pose_model(self.hyper_parameters["model"])
+        self.check_fits(model, "checkpoint")
         model.load_state_dict(self.model_state_dict())
         return model.eval(), build_codec(self.hyper_parameters["codec"], model)
 

@@ -21,11 +21,12 @@ def _unknown_backbone(name: str) -> ValueError:
 class TimmBackbone(nn.Module):
     """One feature map of a timm model, as `features_only` builds it.
 
-    `out_channels` and `reduction` come from timm's `feature_info`, so a head never has its input
-    width typed in; `mean` and `std` from its `pretrained_cfg`. ImageNet weights load through
-    timm itself (hub, or a local file through `pretrained_cfg_overlay`), which unwraps
-    `state_dict`/`model` checkpoints, strips `module.` prefixes and drops the classifier before
-    a strict load.
+    `out_channels` and `reduction` (the tapped feature's stride) come from timm's
+    `feature_info`, so a head never has its input width typed in, and so does `input_multiple`
+    (what every input side must be a multiple of); `mean` and `std` from its `pretrained_cfg`.
+    ImageNet weights load through timm itself (hub, or a local file through
+    `pretrained_cfg_overlay`), which unwraps `state_dict`/`model` checkpoints, strips `module.`
+    prefixes and drops the classifier before a strict load.
     """
 
     def __init__(
@@ -50,6 +51,9 @@ class TimmBackbone(nn.Module):
         pretrained_cfg = cast("dict[str, Any]", self.body.pretrained_cfg)
         self.out_channels: int = info.channels()[-1]
         self.reduction: int = info.reduction()[-1]
+        # The network downsamples by its deepest stage's stride whichever feature is tapped; an
+        # input that stride does not divide gives feature maps of another size than planned.
+        self.input_multiple: int = max(int(stage["reduction"]) for stage in info.info)
         # The pixel normalisation the pretrained weights expect (RGB on the 0-1 scale); None
         # where timm knows none (the pose model then needs model.mean / model.std).
         mean, std = pretrained_cfg.get("mean"), pretrained_cfg.get("std")

@@ -60,12 +60,15 @@ class PoseModel(nn.Module):
         self.backbone = backbone
         self.head = head(in_channels=backbone.out_channels, in_reduction=backbone.reduction)
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        stride = self.head.out_reduction
-        if any(size % stride for size in self.input_size):
+        multiple = backbone.input_multiple
+        if any(size % multiple for size in self.input_size):
+            fit = [max(multiple, round(size / multiple) * multiple) for size in self.input_size]
             raise ValueError(
-                f"{name}: input_size {list(self.input_size)} must be a multiple of the head's "
-                f"output stride {stride}"
+                f"{name}: model.input_size {list(self.input_size)} (w, h) must be multiples of "
+                f"{multiple}, the stride of backbone {backbone.name!r}; e.g. "
+                f"model.input_size=[{fit[0]},{fit[1]}]"
             )
+        stride = self.head.out_reduction
         self.heatmap_size = (self.input_size[0] // stride, self.input_size[1] // stride)
         # Kept with the network but applied outside `forward` (`normalise`, on the uint8
         # batches the data pipeline delivers), so that predict and export know what the weights

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import os
 import secrets
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import CSVLogger, Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mobilevitpose.files import write_json
@@ -19,6 +24,13 @@ METRICS_FILE = "metrics.json"  # the final validation of the best checkpoint
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINT_DIR}/last.ckpt"  # what `resume` continues from
 HYDRA_DIR = ".hydra"
+CSV_LOG = "csv/metrics.csv"
+LOCK_FILE = ".lock"  # held by the process that runs in the directory
+# What makes a directory a run's: a new run or an evaluation never starts where these are.
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, HYDRA_DIR, CSV_LOG)
+# Overrides that say where a run is or whether to start it, not what it computes: the only ones
+# a resumed run (which continues with its saved config) can honour.
+_RESUME_OVERRIDABLE = ("resume", "dry_run", "paths.", "hydra.")
 
 
 def run_dir(resume: str | None, base: str) -> str:
@@ -45,16 +57,26 @@ def run_dir(resume: str | None, base: str) -> str:
     return str(path.resolve())
 
 
-def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
+def resumed_config(cfg: DictConfig, output_dir: Path, check: bool = True) -> DictConfig | None:
     """The saved config of the run in `output_dir` when this start continues it, else None.
 
     A run continues when `resume` names it (Hydra then put us in its directory), or when SLURM
     requeues a preempted job into the same directory. Any other start in a directory that
-    already holds checkpoints is refused, so nothing a run made is overwritten.
+    holds a run's files is refused (`check`; DDP workers, which join the first process's run,
+    skip it), and so is a resume with overrides it would ignore.
     """
     last = output_dir / LAST_CHECKPOINT
     requeued = bool(os.environ.get("SLURM_RESTART_COUNT")) and last.is_file()
     if cfg.get("resume") or requeued:
+        ignored = [
+            o for o in task_overrides() if not _override_key(o).startswith(_RESUME_OVERRIDABLE)
+        ]
+        if cfg.get("resume") and ignored:
+            raise ValueError(
+                f"resume={cfg.resume} continues that run with its saved {CONFIG_FILE}, so it "
+                f"cannot honour {', '.join(ignored)}; to train on from its weights with other "
+                f"settings, start a new run with ckpt_path={last} and those overrides"
+            )
         saved = OmegaConf.load(output_dir / CONFIG_FILE)
         assert isinstance(saved, DictConfig)
         if "module" not in saved:
@@ -65,13 +87,81 @@ def resumed_config(cfg: DictConfig, output_dir: Path) -> DictConfig | None:
         saved.ckpt_path = str(last)
         saved.resume = str(output_dir)
         return saved
-    existing = sorted((output_dir / CHECKPOINT_DIR).glob("*.ckpt"))
-    if existing and cfg.get("ckpt_path") is None:
-        raise FileExistsError(
-            f"{output_dir} already holds checkpoints ({existing[0].name}, ...); continue that "
-            f"run with resume={output_dir}, or pick a new hydra.run.dir. Nothing was overwritten."
-        )
+    if check:
+        check_unclaimed(output_dir, f"continue that run with resume={output_dir}, or pick a new "
+                                    "hydra.run.dir")  # fmt: skip
     return None
+
+
+def check_unclaimed(output_dir: Path, fix: str) -> None:
+    """Refuse a directory that holds another run's files (`RUN_FILES`), naming them and `fix`."""
+    checkpoints = sorted((output_dir / CHECKPOINT_DIR).glob("*.ckpt"))
+    if checkpoints:
+        found = f"checkpoints ({checkpoints[0].name}, ...)"
+    else:
+        names = [name for name in RUN_FILES if (output_dir / name).exists()]
+        if not names:
+            return
+        found = f"another run's {', '.join(names)}"
+    raise FileExistsError(f"{output_dir} already holds {found}; {fix}. Nothing was overwritten.")
+
+
+@contextlib.contextmanager
+def owned(output_dir: Path, command: str) -> Iterator[None]:
+    """Hold the run directory's lock while `command` works in it: a second process started
+    into the same directory stops at once instead of writing over this one's files."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(output_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise FileExistsError(
+            f"another process is running in {output_dir} (it holds {output_dir / LOCK_FILE}); "
+            f"start {command} in a directory of its own"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def task_overrides() -> list[str]:
+    """The command line's overrides of this Hydra job (none outside a Hydra app)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def read_csv_log(output_dir: Path, last_epoch: int) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a run's CSV log up to `last_epoch`: what a resumed run keeps (it
+    logs the epochs after its checkpoint again)."""
+    path = output_dir / CSV_LOG
+    if not path.is_file():
+        return [], []
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = [r for r in reader if not r.get("epoch") or int(float(r["epoch"])) <= last_epoch]
+        return list(reader.fieldnames or []), rows
+
+
+def restore_csv_log(
+    loggers: Sequence[Logger], header: list[str], rows: list[dict[str, str]]
+) -> None:
+    """Write a resumed run's earlier CSV rows back: Lightning's CSV writer deletes the file it
+    finds when it starts, and appends to what it knows of afterwards."""
+    if not header:
+        return
+    for logger in loggers:
+        if isinstance(logger, CSVLogger):
+            writer = logger.experiment
+            with open(writer.metrics_file_path, "w", newline="") as f:
+                out = csv.DictWriter(f, fieldnames=header)
+                out.writeheader()
+                out.writerows(rows)
+            # The writer rewrites the file with a new header only for keys it has not seen.
+            writer.metrics_keys = sorted(header)
 
 
 def write_hydra_record(output_dir: Path, cfg: DictConfig) -> None:
@@ -81,7 +171,7 @@ def write_hydra_record(output_dir: Path, cfg: DictConfig) -> None:
     record = output_dir / HYDRA_DIR
     record.mkdir(parents=True, exist_ok=True)
     (record / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = task_overrides()
     (record / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
 
 

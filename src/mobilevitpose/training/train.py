@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from mobilevitpose.data.datamodule import CocoDataModule
 from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_facts
 from mobilevitpose.training.callbacks import RunConfigInCheckpoints
 from mobilevitpose.training.config import (
@@ -23,7 +25,10 @@ from mobilevitpose.training.runs import (
     CONFIG_FILE,
     METRICS_FILE,
     format_metrics,
+    owned,
     pin_wandb_run,
+    read_csv_log,
+    restore_csv_log,
     resumed_config,
     write_hydra_record,
     write_metrics,
@@ -35,21 +40,41 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then validate the best checkpoint; returns its ten COCO stats."""
     output_dir = Path(cfg.paths.output_dir)
-    resumed = resumed_config(cfg, output_dir)
+    # DDP workers re-enter here, into the directory the first process has claimed and writes.
+    first_process = rank_zero_only.rank == 0  # type: ignore[attr-defined]
+    resumed = resumed_config(cfg, output_dir, check=first_process)
     if resumed is not None:
         cfg = resumed
         log.info("resuming %s from %s", output_dir, cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
 
-    # Built before the run directory is written: a bad model or data setting leaves nothing.
+    # Built and checked before the run directory is written: a bad setting leaves nothing.
     module: PoseLitModule = instantiate(cfg.module, results_dir=str(output_dir))
+    if cfg.get("ckpt_path") and resumed is None:
+        read_checkpoint(cfg.ckpt_path).check_fits(module.model, "ckpt_path")
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
-    if resumed is None and rank_zero_only.rank == 0:  # type: ignore[attr-defined]
-        # DDP workers re-enter here: the run is written once.
+    with owned(output_dir, "mvp-train") if first_process else contextlib.nullcontext():
+        return _fit(cfg, module, datamodule, output_dir, resumed is not None, first_process)
+
+
+def _fit(
+    cfg: DictConfig,
+    module: PoseLitModule,
+    datamodule: CocoDataModule,
+    output_dir: Path,
+    resumed: bool,
+    first_process: bool,
+) -> dict[str, float]:
+    csv_header: list[str] = []
+    csv_rows: list[dict[str, str]] = []
+    if resumed:
+        csv_header, csv_rows = read_csv_log(output_dir, read_checkpoint(cfg.ckpt_path).epoch or 0)
+    elif first_process:
         pin_wandb_run(cfg)
         write_hydra_record(output_dir, cfg)
         (output_dir / CONFIG_FILE).write_text(OmegaConf.to_yaml(cfg, resolve=True))
     loggers = build_loggers(cfg)
+    restore_csv_log(loggers, csv_header, csv_rows)
     callbacks = [
         *build_callbacks(cfg),
         RunConfigInCheckpoints(run_facts(to_plain(cfg)), key=CONFIG_KEY),

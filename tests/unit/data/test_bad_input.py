@@ -230,3 +230,24 @@ def test_a_box_only_annotation_file_gives_its_person_boxes(layout):
     boxes = read_person_boxes(layout["ann_file"])
     assert boxes.instance_ids.tolist() == [5]
     assert boxes.boxes_xyxy.tolist() == [[10, 10, 99, 60]]
+
+
+def test_an_image_record_whose_size_disagrees_with_the_file_is_named_when_loaded(layout):
+    layout["data"]["images"][0]["width"] = 120
+    _write(layout)
+    with pytest.raises(
+        ValueError, match=r"a\.jpg is 100x80 px but its 'width' and 'height' say 120x80"
+    ):
+        load_gt_instances(layout["ann_file"], layout["image_dir"])
+
+
+def test_the_size_check_reads_an_exif_rotated_image_as_it_decodes(layout):
+    from PIL import Image
+
+    image = Image.fromarray(np.zeros((80, 100, 3), np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees: decoded 80 wide, 100 high
+    image.save(layout["image_dir"] / "a.jpg", exif=exif.tobytes())
+    layout["data"]["images"][0].update(width=80, height=100)
+    _write(layout)
+    assert len(load_gt_instances(layout["ann_file"], layout["image_dir"])) == 1

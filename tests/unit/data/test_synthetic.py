@@ -1,5 +1,7 @@
 import dataclasses
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -11,6 +13,7 @@ from mobilevitpose.cli import synth
 from mobilevitpose.coco import DETECTION_FILE
 from mobilevitpose.data.synthetic import (
     KEYPOINT_PARTS,
+    MARKER_FILE,
     MIN_AREA,
     MIN_KEYPOINTS,
     OCCLUDER_LABEL,
@@ -251,3 +254,121 @@ def test_bad_arguments_are_named(tmp_path, kwargs, field):
     with pytest.raises(ValueError, match=field):
         generate(tmp_path, **kwargs)
     assert not (tmp_path / "annotations").exists()
+
+
+# --------------------------------------------------------------------------- folders of others
+
+TINY = {"num_train": 2, "num_val": 1, "workers": 1}
+TINY_ARGS = ["--num-train", "2", "--num-val", "1", "--workers", "1"]
+
+
+def _coco_like(root: Path) -> None:
+    """A real COCO download in miniature: its annotation files, images and detections."""
+    category = {"id": 1, "name": "person", "keypoints": list(KEYPOINT_NAMES), "skeleton": []}
+    for split, image_id in (("train", 9), ("val", 139)):
+        name = f"{image_id:012d}.jpg"  # COCO's names are ours too: nothing may be rendered over
+        (root / f"{split}2017").mkdir(parents=True)
+        cv2.imwrite(str(root / f"{split}2017" / name), np.full((48, 64, 3), 127, np.uint8))
+        dataset = {
+            "info": {"description": "COCO 2017 Dataset", "version": "1.0"},
+            "images": [{"id": image_id, "file_name": name, "width": 64, "height": 48}],
+            "annotations": [],
+            "categories": [category],
+        }
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / f"annotations/person_keypoints_{split}2017.json").write_text(json.dumps(dataset))
+    (root / DETECTION_FILE).parent.mkdir()
+    (root / DETECTION_FILE).write_text("[]")
+
+
+def _checksums(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _refused(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        synth.main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_cli_refuses_a_coco_folder_and_leaves_every_file_as_it_was(tmp_path, capsys):
+    root = tmp_path / "coco"
+    _coco_like(root)
+    before = _checksums(root)
+    message = _refused([str(root), *TINY_ARGS], capsys)
+    assert _checksums(root) == before
+    assert message.count("\n") == 1 and message.startswith("mvp-synth: error: ")
+    assert str(root) in message and "annotations/person_keypoints_train2017.json" in message
+    assert "empty or new folder" in message and "delete" not in message.lower()
+
+
+@pytest.mark.parametrize("user_file", ["notes.txt", "train2017/000000000001.jpg"])
+def test_generate_refuses_a_folder_holding_any_file_it_did_not_write(tmp_path, user_file):
+    (tmp_path / user_file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / user_file).write_bytes(b"mine")
+    where = rf"{re.escape(str(tmp_path))}.*{re.escape(user_file)}.*empty or new folder"
+    with pytest.raises(FileExistsError, match=where):
+        generate(tmp_path, **TINY)
+    assert _checksums(tmp_path) == {user_file: hashlib.sha256(b"mine").hexdigest()}
+
+
+def test_generate_refuses_a_file_as_its_folder(tmp_path):
+    (tmp_path / "data").write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match=re.escape(f"{tmp_path / 'data'} is a file")):
+        generate(tmp_path / "data", **TINY)
+    assert (tmp_path / "data").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("folder", ["new/nested", "."])
+def test_cli_writes_into_a_new_or_empty_folder_and_marks_it_as_its_own(tmp_path, folder):
+    root = tmp_path / folder
+    synth.main([str(root), *TINY_ARGS, "--seed", "4"])
+    assert all((root / name).is_file() for name in FILES)
+    marker = json.loads((root / MARKER_FILE).read_text())
+    assert marker["seed"] == 4 and marker["num_train"] == 2
+
+
+@pytest.mark.parametrize("with_marker", [True, False], ids=["marked", "made_before_the_marker"])
+def test_cli_renders_over_its_own_earlier_dataset(tmp_path, with_marker):
+    generate(tmp_path, seed=0, **TINY)
+    if not with_marker:
+        (tmp_path / MARKER_FILE).unlink()  # known by its annotation files' `info` alone
+    synth.main([str(tmp_path), *TINY_ARGS, "--seed", "1"])
+    assert _bytes(tmp_path) == _bytes(generate(tmp_path / "fresh", seed=1, **TINY))
+    assert json.loads((tmp_path / MARKER_FILE).read_text())["seed"] == 1
+
+
+def test_ensure_dataset_finishes_its_own_interrupted_run(tmp_path):
+    generate(tmp_path, seed=0, **TINY)
+    for name in FILES[1:]:  # killed before the val split's files were written
+        (tmp_path / name).unlink()
+    assert ensure_dataset(tmp_path, seed=0, **TINY) == tmp_path
+    assert _bytes(tmp_path) == _bytes(generate(tmp_path / "fresh", seed=0, **TINY))
+
+
+def test_ensure_dataset_reads_a_coco_layout_it_did_not_write_as_it_is(tmp_path, caplog):
+    _coco_like(tmp_path)
+    before = _checksums(tmp_path)
+    with caplog.at_level("INFO", logger="mobilevitpose.data.synthetic"):
+        assert ensure_dataset(tmp_path, seed=0, **TINY) == tmp_path
+    assert _checksums(tmp_path) == before
+    assert "did not write" in caplog.text and "used as it is" in caplog.text
+    assert "delete" not in caplog.text.lower()
+
+
+@pytest.mark.parametrize("user_file", ["notes.txt", "annotations/person_keypoints_val2017.json"])
+def test_ensure_dataset_refuses_a_folder_of_other_files_without_writing(tmp_path, user_file):
+    (tmp_path / user_file).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / user_file).write_text("{}")
+    with pytest.raises(FileExistsError) as error:
+        ensure_dataset(tmp_path, seed=0, **TINY)
+    message = str(error.value)
+    assert str(tmp_path) in message and user_file in message
+    assert "empty or new folder" in message and "complete COCO 2017 layout" in message
+    assert "delete" not in message.lower()
+    assert _checksums(tmp_path) == {user_file: hashlib.sha256(b"{}").hexdigest()}

@@ -23,7 +23,7 @@ from mobilevitpose.inference.checkpoint import (
 from mobilevitpose.training.config import compose, to_plain
 from mobilevitpose.training.module import PoseLitModule, module_from_checkpoint
 
-TINY = ["model.input_size=[64,48]", "codec.sigma=1.0", "paths.output_dir=/tmp/unused"]
+TINY = ["model.input_size=[64,96]", "codec.sigma=1.0", "paths.output_dir=/tmp/unused"]
 
 
 def _version_1(module: PoseLitModule, run_config: dict) -> dict:
@@ -57,7 +57,7 @@ def trained():
 
 
 def _heatmaps(model: torch.nn.Module, seed: int = 0) -> np.ndarray:
-    images = torch.randint(0, 256, (2, 3, 48, 64), dtype=torch.uint8,
+    images = torch.randint(0, 256, (2, 3, 96, 64), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(seed))  # fmt: skip
     with torch.no_grad():
         return model.eval()(model.normalise(images)).numpy()

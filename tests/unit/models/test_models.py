@@ -125,3 +125,8 @@ def test_heads_refuse_a_backbone_stride_they_cannot_bring_to_four(head, kwargs, 
 def test_simple_head_upsamples_mobilevit_features_to_quarter_resolution():
     head = SimpleHead(in_channels=320, in_reduction=32)
     assert head(torch.randn(1, 320, 8, 8)).shape == (1, 17, 64, 64)
+
+
+def test_an_input_size_the_backbone_stride_does_not_divide_is_named_with_a_fit():
+    with pytest.raises(ValueError, match=r"input_size \[96, 80\].*multiples of 32.*\[96,64\]"):
+        build_model("mobilevitpose_xxs", ["model.input_size=[96,80]"])

@@ -1,6 +1,7 @@
 """Synthetic COCO people, the embedded default dataset: posed 3D stick-figure bodies (`body`)
 drawn into scenes whose keypoint visibility is read off the pixels (`render`), and written in
-the COCO 2017 layout with a val detection file (`writer`), byte-identical for a seed.
+the COCO 2017 layout with a val detection file (`writer`), byte-identical for a seed, into a
+folder that holds nothing else (`MARKER_FILE` marks it as the writer's).
 """
 
 from mobilevitpose.data.synthetic.body import KEYPOINT_PARTS, Part
@@ -18,6 +19,7 @@ from mobilevitpose.data.synthetic.render import (
 from mobilevitpose.data.synthetic.writer import (
     DEFAULT_NUM_TRAIN,
     DEFAULT_NUM_VAL,
+    MARKER_FILE,
     ensure_dataset,
     generate,
 )
@@ -28,6 +30,7 @@ __all__ = [
     "DEFAULT_NUM_TRAIN",
     "DEFAULT_NUM_VAL",
     "KEYPOINT_PARTS",
+    "MARKER_FILE",
     "MIN_AREA",
     "MIN_KEYPOINTS",
     "OCCLUDER_LABEL",

@@ -4,6 +4,10 @@ person-detection file for the val split.
 Images are rendered from per-image seeds ``(seed, split, index)`` so the result does not depend
 on how the work is chunked over processes; annotation JSON is written with sorted keys and
 rounded floats, so the same seed gives byte-identical files.
+
+A folder belongs to its data: the writer renders only into a new or empty folder or over a
+dataset it wrote itself (`MARKER_FILE`, or the annotation files' `info`), and `ensure_dataset`
+reads a COCO dataset someone else put at its root as it is.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from mobilevitpose.coco import DETECTION_FILE, SPLITS, coco_paths
+from mobilevitpose.coco import DETECTION_FILE, LAYOUT_HINT, SPLITS, coco_paths
 from mobilevitpose.data.synthetic.render import (
     DEFAULT_IMAGE_SIZE,
     DEFAULT_MAX_PEOPLE,
@@ -43,6 +47,10 @@ MAX_IMAGES_PER_SPLIT = 10**6  # image ids are split * 10**6 + index + 1
 MAX_PEOPLE_LIMIT = 20
 DEFAULT_NUM_TRAIN = 1500
 DEFAULT_NUM_VAL = 150
+DESCRIPTION = "mobilevitpose synthetic COCO people"
+# Written before the first image, so that the files of an interrupted run are known as ours
+# too (and rendered over on the next run) while nobody else's files ever are.
+MARKER_FILE = ".mvp-synth.json"
 
 
 # --------------------------------------------------------------------------- COCO records
@@ -185,6 +193,64 @@ def _settings(num_train, num_val, image_size, seed, max_people, min_area) -> dic
     }
 
 
+def _some_files(root: Path, limit: int) -> list[str]:
+    """Up to `limit` files under `root`, as paths relative to it; [] when there are none."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        # A link to a folder is not walked into, but it is something in `root` all the same.
+        links = [d for d in dirs if os.path.islink(os.path.join(folder, d))]
+        for name in sorted(files + links):
+            found.append(os.path.relpath(os.path.join(folder, name), root))
+            if len(found) == limit:
+                return found
+    return found
+
+
+def _listed(files: list[str], limit: int) -> str:
+    return ", ".join(files[:limit]) + (", ..." if len(files) > limit else "")
+
+
+def _our_info(ann_file: Path) -> dict[str, Any] | None:
+    """The `info` of an annotation file this writer made; None for any other file or none."""
+    if not ann_file.is_file():
+        return None
+    try:
+        data = json.loads(ann_file.read_bytes())
+    except (OSError, ValueError):
+        return None  # not ours; whoever reads it as data reports what is wrong with it
+    info = data.get("info") if isinstance(data, dict) else None
+    return info if isinstance(info, dict) and info.get("description") == DESCRIPTION else None
+
+
+def _is_ours(root: Path) -> bool:
+    # Datasets written before the marker existed are known by their val annotation file.
+    return (root / MARKER_FILE).is_file() or _our_info(coco_paths(root, "val")[0]) is not None
+
+
+def _check_writable(root: Path) -> None:
+    """Refuse a folder that holds files this writer did not make: rendering would replace
+    images and annotation files of the same names."""
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(
+            f"{root} is a file, not a folder; choose an empty or new folder for the synthetic "
+            "dataset"
+        )
+    found = _some_files(root, 4)
+    if found and not _is_ours(root):
+        raise FileExistsError(
+            f"{root} holds files that mvp-synth did not write ({_listed(found, 3)}); nothing "
+            "was written there: choose an empty or new folder for the synthetic dataset"
+        )
+
+
+def _is_coco_layout(root: Path) -> bool:
+    return all(
+        ann.is_file() and images.is_dir()
+        for ann, images in (coco_paths(root, split) for split in SPLITS)
+    )
+
+
 def generate(
     root: str | Path,
     num_train: int = DEFAULT_NUM_TRAIN,
@@ -199,7 +265,9 @@ def generate(
 
     `workers` processes render in parallel (default: every CPU core, but one per 200 images);
     the output does not depend on it. The val annotation file is written last, so its
-    presence marks a complete dataset.
+    presence marks a complete dataset. `root` must be new, empty, or hold a dataset written
+    here before (replaced in place); a folder holding anything else raises FileExistsError
+    before anything is written.
     """
     image_size = _check_args(num_train, num_val, image_size, seed, max_people, min_area)
     root = Path(root).expanduser()
@@ -208,13 +276,15 @@ def generate(
         workers = min(os.cpu_count() or 1, max(1, (num_train + num_val) // 200))
     if workers < 1:
         raise ValueError(f"workers={workers}: expected >= 1")
+    _check_writable(root)
+    info = {
+        "description": DESCRIPTION,
+        **_settings(num_train, num_val, image_size, seed, max_people, min_area),
+    }
+    write_json(root / MARKER_FILE, info, **_JSON_FORMAT)
     # The JSON files make their own folders when written; the images need theirs first.
     for split in SPLITS:
         coco_paths(root, split)[1].mkdir(parents=True, exist_ok=True)
-    info = {
-        "description": "mobilevitpose synthetic COCO people",
-        **_settings(num_train, num_val, image_size, seed, max_people, min_area),
-    }
     category = {
         "id": PERSON_CATEGORY_ID,
         "name": "person",
@@ -271,11 +341,30 @@ def generate(
 
 
 def ensure_dataset(root: str | Path, **kwargs: Any) -> Path:
-    """Generate the dataset into `root` unless a complete one is already there (left untouched)."""
+    """Generate the dataset into `root` unless a complete one is already there (left untouched).
+
+    A dataset `generate` wrote is checked against `kwargs` (a warning for other settings, an
+    error for an earlier renderer); a complete COCO 2017 layout that it did not write is read
+    as it is, and any other content of `root` raises FileExistsError: nothing is written over.
+    """
     root = Path(root).expanduser()
-    marker, _ = coco_paths(root, "val")
-    if not marker.is_file():
-        return generate(root, **kwargs)
+    # The val annotation file is written last: ours and there means complete.
+    stored = _our_info(coco_paths(root, "val")[0])
+    if stored is None:
+        found = _some_files(root, 4)
+        if not found or (root / MARKER_FILE).is_file():
+            return generate(root, **kwargs)  # nothing there yet, or an interrupted run of ours
+        if _is_coco_layout(root):
+            log.warning(
+                "%s holds a COCO dataset that mvp-synth did not write: it is used as it is, "
+                "and the synthetic data settings do not apply to it", root,
+            )  # fmt: skip
+            return root
+        raise FileExistsError(
+            f"{root} holds files that mvp-synth did not write ({_listed(found, 3)}) and is not "
+            f"a complete COCO dataset ({LAYOUT_HINT}); point data.root at an empty or new "
+            "folder for synthetic data, or at a complete COCO 2017 layout"
+        )
     log.info("using the synthetic dataset already in %s", root)
     defaults = {
         name: param.default
@@ -283,7 +372,6 @@ def ensure_dataset(root: str | Path, **kwargs: Any) -> Path:
         if name in _SETTINGS
     }
     wanted = _settings(**{**defaults, **{k: v for k, v in kwargs.items() if k in _SETTINGS}})
-    stored = json.loads(marker.read_text()).get("info", {})
     if stored.get("renderer") != RENDERER_VERSION:
         # Other pixels for the same labels: e.g. renderer 1 marked the left side with a colour
         # that flips contradict, so training on it now would learn against its own labels.
