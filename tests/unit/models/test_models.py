@@ -31,21 +31,25 @@ def test_every_model_config_gives_quarter_resolution_heatmaps(name):
     with torch.no_grad():
         heatmaps = model(torch.randn(2, 3, h, w))
     assert heatmaps.shape == (2, 17, h // 4, w // 4)
-    # the head's input width is the backbone's feature_info, never typed in
-    info = model.backbone.body.feature_info
-    assert model.backbone.out_channels == info.channels()[-1]
+    # the head's input width is the backbone's (for timm: its feature_info), never typed in
     first = next(
         m for m in model.head.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
     )
-    assert first.in_channels == info.channels()[-1]
+    assert first.in_channels == model.backbone.out_channels
+    if isinstance(model.backbone, TimmBackbone):
+        assert model.backbone.out_channels == model.backbone.body.feature_info.channels()[-1]
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_normalisation_is_the_backbones_pretrained_config(name):
     model = build_model(name, _small_overrides(name)[1])
-    pretrained_cfg = timm.get_pretrained_cfg(model.backbone.name)
-    assert model.mean == pytest.approx(pretrained_cfg.mean)
-    assert model.std == pytest.approx(pretrained_cfg.std)
+    if isinstance(model.backbone, TimmBackbone):
+        pretrained_cfg = timm.get_pretrained_cfg(model.backbone.name)
+        expected = (pretrained_cfg.mean, pretrained_cfg.std)
+    else:  # Lite-HRNet: the ImageNet normalisation of the reference's configs
+        expected = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert model.mean == pytest.approx(expected[0])
+    assert model.std == pytest.approx(expected[1])
 
 
 def test_unknown_timm_backbone_is_named_with_close_matches():
