@@ -109,7 +109,7 @@ def _checked_values(ann: dict, entry: str) -> dict:
             )
         raw = ann[field] if field != "area" else [ann[field]]
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw):
-            converted = values.astype(np.float64).tolist()
+            converted = values.tolist()
             checked[field] = converted[0] if field == "area" else converted
     return checked
 
