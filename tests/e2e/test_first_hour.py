@@ -248,3 +248,14 @@ def test_mvp_eval_refuses_what_it_cannot_honour_and_another_runs_directory(check
     assert into_a_run.returncode == 2
     assert "already holds another run's metrics.json" in into_a_run.stderr
     assert {k: v for k, v in _checksums(run).items() if k != "evaluate.log"} == before
+
+
+def test_a_new_run_never_starts_in_another_runs_directory(checkpoint, people_root, tmp_path):
+    run = tmp_path / "finished"
+    run.mkdir()
+    (run / "config.yaml").write_text("the finished run's config\n")
+    (run / "metrics.json").write_text('{"val/AP": 0.7}')
+    before = _checksums(run)
+    with pytest.raises(FileExistsError, match=r"already holds another run's config\.yaml"):
+        train(_train_cfg(run, people_root, f"ckpt_path={checkpoint}"))
+    assert _checksums(run) == before

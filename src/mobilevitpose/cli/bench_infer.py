@@ -36,11 +36,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         for flag in ("runs", "batch", "batch_runs"):
             if getattr(args, flag) < 1:
                 parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-        if args.input_size and (min(args.input_size) < 32 or any(v % 32 for v in args.input_size)):
-            parser.error(
-                f"--input-size must be multiples of 32 (backbone stride); got {args.input_size}"
-            )
-
         report = run(args)
         write_json(args.out_dir / "bench_infer.json", report)
         markdown = to_markdown(report)

@@ -11,19 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mobilevitpose.keypoints import NUM_KEYPOINTS
-
-
-def _init_heatmap_weights(module: nn.Module) -> None:
-    # Normal(std=0.001) for (de)convolutions, as the reference heads do: near-zero initial
-    # heatmaps keep the first MSE steps from being dominated by noise.
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
-            nn.init.normal_(m.weight, std=0.001)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+from mobilevitpose.models.init import normal_init_
 
 
 def _check_stride(head: str, in_reduction: int, upsample: float, out_reduction: int) -> None:
@@ -72,7 +60,7 @@ class DeconvHead(HeatmapHead):
             channels = deconv_channels
         self.deconv = nn.Sequential(*layers)
         self.final = nn.Conv2d(channels, num_keypoints, 1)
-        _init_heatmap_weights(self)
+        normal_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final(self.deconv(x))
@@ -99,7 +87,7 @@ class SimpleHead(HeatmapHead):
         self.act = nn.ReLU()
         self.upsample = nn.Upsample(scale_factor=int(factor), mode="bilinear", align_corners=False)
         self.final = nn.Conv2d(in_channels, num_keypoints, 3, padding=1)
-        _init_heatmap_weights(self)
+        normal_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final(self.upsample(self.act(x)))
@@ -118,7 +106,7 @@ class ConvHead(HeatmapHead):
         super().__init__(out_reduction)
         _check_stride("ConvHead", in_reduction, 1, out_reduction)
         self.final = nn.Conv2d(in_channels, num_keypoints, 1)
-        _init_heatmap_weights(self)
+        normal_init_(self)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.final(x)

@@ -26,6 +26,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mobilevitpose.models.init import normal_init_
+
 # The pixel normalisation of MMPose's Lite-HRNet configs (its 0-255 values / 255).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -436,14 +438,7 @@ class LiteHRNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """MMPose's default initialisation of Lite-HRNet, as its `init_weights` leaves it."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, std=0.001)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        normal_init_(self)
         # MMPose's Normal(0.001) is followed by each direct child module's own init, which in
         # the stem reaches its four top-level conv units (not those inside a Sequential) and
         # re-initialises them the way mmcv's ConvModule does: Kaiming normal, fan-out.

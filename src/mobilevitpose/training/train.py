@@ -54,6 +54,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         read_checkpoint(cfg.ckpt_path).check_fits(module.model, "ckpt_path")
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     with owned(output_dir, "mvp-train") if first_process else contextlib.nullcontext():
+        if resumed is None and first_process:
+            # Again under the lock: a run started beside this one may have finished meanwhile.
+            resumed_config(cfg, output_dir)
         return _fit(cfg, module, datamodule, output_dir, resumed is not None, first_process)
 
 
