@@ -3,6 +3,9 @@
 Counting uses torch's own FLOP counter (`torch.utils.flop_counter`), which counts 2 FLOPs per
 multiply-accumulate of convolutions and matmuls; we report MACs (its count / 2), which is what
 MMPose's counter and the paper call "FLOPs". The attention products are counted apart.
+
+A second table sets the Lite-HRNet rows of the seed README ("Results and Models") beside ours,
+with MMPose's counter on MMPose's own Lite-HRNet models as a third reference.
 """
 
 from __future__ import annotations
@@ -47,6 +50,42 @@ PAPER_TABLE2: tuple[PaperRow, ...] = (
     PaperRow("MobileViTPose-S", "mobilevitpose_s", (256, 256), 9.72, 3.28, 69.4, 74.9),
 )
 
+# The Lite-HRNet rows of the seed README's "Results and Models" table (COCO val2017), as it
+# prints them: parameters rounded to 0.1M and "FLOPs" (multiply-adds, by the Lite-HRNet
+# authors' own counter) in M, here in G; its AP/AR are fractions (0.648), here in percent. It
+# has no Wider Naive Lite-HRNet-18 row at 384x288.
+SEED_README_LITEHRNET: tuple[PaperRow, ...] = (
+    PaperRow("Wider Naive Lite-HRNet-18", "wider_naive_litehrnet_18", (192, 256), 1.3, 0.3111,
+             66.0, 72.1),
+    PaperRow("Lite-HRNet-18", "litehrnet_18", (192, 256), 1.1, 0.2052, 64.8, 71.2),
+    PaperRow("Lite-HRNet-18", "litehrnet_18", (288, 384), 1.1, 0.4616, 67.6, 73.7),
+    PaperRow("Lite-HRNet-30", "litehrnet_30", (192, 256), 1.8, 0.3192, 67.2, 73.3),
+    PaperRow("Lite-HRNet-30", "litehrnet_30", (288, 384), 1.8, 0.7178, 70.4, 76.2),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MMPoseCount:
+    """MMPose 1.3.2's counter on MMPose's own model, batch 1: parameters, the MACs of its
+    convolutions alone (our counter's rule) and its total MACs."""
+
+    params: int
+    conv_macs: int
+    total_macs: int
+
+
+# MMPose 1.3.2's counter (mmengine 0.10.7's `mmengine.analysis`, which MMPose's
+# tools/analysis_tools/get_flops.py calls) on MMPose's Lite-HRNet models, keyed like the rows
+# above. Reference values, like the paper's: MMPose is never a dependency. Printed by
+# tools/mmpose_litehrnet_macs.py, run in MMPose's own venv (its docstring says how).
+MMPOSE_LITEHRNET: dict[tuple[str, tuple[int, int]], MMPoseCount] = {
+    ("wider_naive_litehrnet_18", (192, 256)): MMPoseCount(1_318_625, 346_050_048, 370_962_432),
+    ("litehrnet_18", (192, 256)): MMPoseCount(1_130_769, 242_345_088, 266_314_752),
+    ("litehrnet_18", (288, 384)): MMPoseCount(1_130_769, 545_144_448, 599_076_192),
+    ("litehrnet_30", (192, 256)): MMPoseCount(1_763_717, 386_103_648, 424_692_384),
+    ("litehrnet_30", (288, 384)): MMPoseCount(1_763_717, 868_514_208, 955_338_864),
+}
+
 NOTES = (
     "MACs are counted with `torch.utils.flop_counter.FlopCounterMode` (FLOPs / 2) at batch 1, "
     "without the attention products, as MMPose's module-hook counter (the paper's) counts; "
@@ -61,6 +100,32 @@ NOTES = (
     "The paper rounds baseline parameters to whole millions; deltas against them are coarse.",
     "ViTPose-B at 256x192: timm's ViT-B/16 has a class token and a 16x12 position grid; the "
     "paper's 86M is the backbone alone, ours includes the 2-deconv head.",
+)
+
+
+LITEHRNET_NOTES = (
+    'Rows: the Lite-HRNet rows of the seed README\'s "Results and Models" (COCO val2017), '
+    "at each input size it lists; its parameters are rounded to 0.1M, its FLOPs are "
+    "multiply-adds by the Lite-HRNet authors' own counter, its AP/AR are given here in percent.",
+    "MACs (ours): our model config built at that input size (384x288: "
+    "`model.input_size=[288,384]`) and counted as above: `torch.utils.flop_counter` / 2, "
+    "convolutions and matrix products only (Lite-HRNet has no matrix products, so this is its "
+    "convolutions); BatchNorm, pooling, upsampling, activations and elementwise products and "
+    "sums are not counted. Params (ours): every parameter of the model, head included.",
+    "MMPose, convs: MMPose 1.3.2's counter (mmengine's, as tools/analysis_tools/get_flops.py "
+    "runs it) on MMPose's own model, its convolutions alone: the same rule as ours; Δ is ours "
+    "against it. MMPose, total: that counter's total (what get_flops.py prints): the "
+    "convolutions + BatchNorm + adaptive pooling + nearest and bilinear upsampling (it counts no "
+    "elementwise products or sums). Our parameter counts equal MMPose's exactly.",
+    "MMPose's figures are printed by `tools/mmpose_litehrnet_macs.py`, run in MMPose 1.3.2's "
+    "own venv (`bash ../shared/tools/mmpose/install_mmpose.sh /tmp/venvMM`, then "
+    "`/tmp/venvMM/bin/python tools/mmpose_litehrnet_macs.py`), on the models of MMPose's "
+    "td-hm_litehrnet-{18,30}_8xb64-210e_coco-256x192.py (Wider Naive: the 18 config with its "
+    "block type set to NAIVE, as it has no MMPose 1.x config); they are constants in "
+    "`mobilevitpose.reporting.table2` (MMPose is not a dependency).",
+    "The README's FLOPs are below both counts (another counter, whose rule is not reproduced "
+    "here), while parameters agree within its rounding: the MACs Δ against it is the "
+    "counters', not the models'.",
 )
 
 
@@ -134,7 +199,37 @@ def accuracy_of(row: PaperRow, runs: Sequence[Run]) -> dict | None:
             "init": best.init, "run": best.name}  # fmt: skip
 
 
+def litehrnet_report(runs: Sequence[Run] = ()) -> list[dict]:
+    """The seed README's Lite-HRNet rows beside ours (counted here) and MMPose's counter's."""
+    rows = []
+    for row in SEED_README_LITEHRNET:
+        model = build_model(
+            row.model, [f"model.input_size=[{row.input_size[0]},{row.input_size[1]}]"]
+        )
+        params, gmacs, attention_gmacs = count(model, row.input_size)
+        mmpose = MMPOSE_LITEHRNET[(row.model, row.input_size)]
+        rows.append(
+            {
+                **asdict(row),
+                "reference": "seed README",
+                "ours_params_m": round(params, 6),
+                "ours_gmacs": round(gmacs, 6),
+                "ours_attention_gmacs": round(attention_gmacs, 6),
+                "params_delta_pct": round(_delta(params, row.params_m), 1),
+                "gmacs_delta_pct": round(_delta(gmacs, row.gmacs), 1),
+                "mmpose_params_m": mmpose.params / 1e6,
+                "mmpose_conv_gmacs": mmpose.conv_macs / 1e9,
+                "mmpose_total_gmacs": mmpose.total_macs / 1e9,
+                "mmpose_conv_delta_pct": round(_delta(gmacs, mmpose.conv_macs / 1e9), 2),
+                "ours_accuracy": accuracy_of(row, runs),
+            }
+        )
+    return rows
+
+
 def build_report(runs: Sequence[Run] = ()) -> list[dict]:
+    """The paper's Table 2 rows, then the seed README's Lite-HRNet rows (`litehrnet_report`,
+    marked "reference": "seed README"), each with ours counted."""
     rows = []
     for row in PAPER_TABLE2:
         model = build_model(
@@ -152,7 +247,37 @@ def build_report(runs: Sequence[Run] = ()) -> list[dict]:
                 "ours_accuracy": accuracy_of(row, runs),
             }
         )
-    return rows
+    return rows + litehrnet_report(runs)
+
+
+def _ours_accuracy(r: dict) -> tuple[str, str]:
+    acc = r["ours_accuracy"]
+    return (f"{acc['AP']:.1f} ({acc['init']})", f"{acc['AR']:.1f}") if acc else ("", "")
+
+
+def _litehrnet_markdown(rows: list[dict]) -> list[str]:
+    lines = [
+        "## Lite-HRNet: the seed README's rows",
+        "",
+        "| Model | Config | Input | Params (README) | Params (ours) | Δ | MACs (README) "
+        "| MACs (ours) | Δ | MACs (MMPose, convs) | Δ | MACs (MMPose, total) | AP (README) "
+        "| AP (ours) | AR (README) | AR (ours) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        w, h = r["input_size"]
+        ours_ap, ours_ar = _ours_accuracy(r)
+        lines.append(
+            f"| {r['label']} | `{r['model']}` | {h}x{w} | {r['params_m']}M "
+            f"| {r['ours_params_m']:.3f}M | {r['params_delta_pct']:+.1f}% "
+            f"| {1000 * r['gmacs']:.1f}M | {1000 * r['ours_gmacs']:.1f}M "
+            f"| {r['gmacs_delta_pct']:+.1f}% | {1000 * r['mmpose_conv_gmacs']:.1f}M "
+            f"| {r['mmpose_conv_delta_pct']:+.1f}% | {1000 * r['mmpose_total_gmacs']:.1f}M "
+            f"| {r['ap']} | {ours_ap} | {r['ar']} | {ours_ar} |"
+        )
+    lines.append("")
+    lines += [f"- {note}" for note in LITEHRNET_NOTES]
+    return lines
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -161,12 +286,11 @@ def to_markdown(rows: list[dict]) -> str:
         "| GMACs (ours) | Δ | Attn GMACs | AP (paper) | AP (ours) | AR (paper) | AR (ours) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
+    paper = [r for r in rows if "reference" not in r]
+    litehrnet = [r for r in rows if r.get("reference") == "seed README"]
+    for r in paper:
         w, h = r["input_size"]
-        acc = r["ours_accuracy"]
-        ours_ap, ours_ar = (
-            (f"{acc['AP']:.1f} ({acc['init']})", f"{acc['AR']:.1f}") if acc else ("", "")
-        )
+        ours_ap, ours_ar = _ours_accuracy(r)
         lines.append(
             f"| {r['label']} | `{r['model']}` | {h}x{w} | {r['params_m']}M "
             f"| {r['ours_params_m']:.2f}M | {r['params_delta_pct']:+.1f}% | {r['gmacs']}G "
@@ -175,4 +299,6 @@ def to_markdown(rows: list[dict]) -> str:
         )
     lines.append("")
     lines += [f"- {note}" for note in NOTES]
+    if litehrnet:
+        lines += ["", *_litehrnet_markdown(litehrnet)]
     return "\n".join(lines) + "\n"
