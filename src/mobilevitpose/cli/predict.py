@@ -4,6 +4,7 @@ mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
 mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
 mvp-predict model.int8.pte val2017/ --boxes person_keypoints_val2017.json
 mvp-predict last.ckpt clip.mp4 --out clip_poses
+mvp-predict model.onnx val2017/ --out poses --resume   # after a stopped run: adds what it lacks
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="per-image suppression (default: the model's)")  # fmt: skip
     parser.add_argument("--no-render", action="store_true", help="write the JSON files only")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="add the images that an earlier, stopped run into --out lacks, "
+                        "keeping its results (give the same model and options)")  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     with reported_as_user_errors("mvp-predict", args.debug):
@@ -63,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
             device=args.device, evaluation=evaluation, bbox_score_thr=args.bbox_thr,
             keypoint_draw_thr=args.kpt_thr, render=not args.no_render, overwrite=args.overwrite,
+            resume=args.resume,
         )  # fmt: skip
         print(f"{len(results)} people -> {out / RESULTS_FILE}")
 

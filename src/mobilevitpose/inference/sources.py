@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from mobilevitpose.coco import PersonBoxes
-from mobilevitpose.data.image_io import read_image
+from mobilevitpose.data.image_io import ImageReadError, read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -22,6 +22,15 @@ class Frame:
     image_id: int
     file_name: str
     image_bgr: np.ndarray
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """An input image that could not be read or decoded, and the error that says why."""
+
+    image_id: int
+    file_name: str
+    error: ImageReadError | OSError
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -87,9 +96,34 @@ def read_images(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame]:
         yield Frame(image_id, path.name, read_image(path))
 
 
+def read_each_image(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame | Unreadable]:
+    """Like `read_images`, but an image that cannot be read comes as `Unreadable` instead of
+    ending the walk: one bad file of a large folder must not cost the others their results."""
+    for path, image_id in zip(files, ids, strict=True):
+        try:
+            yield Frame(image_id, path.name, read_image(path))
+        except (ImageReadError, OSError) as err:
+            yield Unreadable(image_id, path.name, err)
+
+
+def check_frames_exist(
+    boxed_ids: Collection[int], boxes_source: Path, video: Path, frame_count: int
+) -> None:
+    """Refuse boxes (of the frame ids `boxed_ids`, from `boxes_source`) for frames the video
+    does not have: a detection file of another, longer video, or numbered from 1."""
+    beyond = sorted(i for i in boxed_ids if not 0 <= i < frame_count)
+    if beyond:
+        frames = f"{frame_count} frames" + (f", ids 0 to {frame_count - 1}" if frame_count else "")
+        raise ValueError(
+            f"{boxes_source} has boxes for {len(beyond)} frame id(s) that the video {video} "
+            f"({frames}) does not have: {beyond[:10]}{' ...' if len(beyond) > 10 else ''}; "
+            "give the boxes of this video"
+        )
+
+
 def open_video(path: Path) -> tuple[cv2.VideoCapture, int, float]:
-    """The capture, its frame count as the container states it (a progress-bar estimate),
-    and its frame rate."""
+    """The capture, its frame count as the container states it (0 where it does not), and its
+    frame rate."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"cannot open video {path} (corrupt, or a codec OpenCV lacks)")
