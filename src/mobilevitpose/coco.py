@@ -212,7 +212,8 @@ class PersonBoxes:
     in file order. A detection file's boxes are all its person detections, unclipped, scored by
     the detector, numbered in file order; an annotation file's are the annotations the
     reference uses as ground-truth instances (`parse_gt_annotation`: clipped, scored 1, by
-    annotation id). `ids_by_file` maps file names to image ids (annotation files only:
+    annotation id). `ids_by_file` maps file names to image ids, and `sizes` image ids to the
+    (width, height) the boxes were clipped to (annotation files only:
     detection results name images by id alone).
     """
 
@@ -222,6 +223,7 @@ class PersonBoxes:
     boxes_xyxy: np.ndarray
     scores: np.ndarray
     ids_by_file: dict[str, int]
+    sizes: dict[int, tuple[int, int]]
 
     def by_image(self) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """image id -> (boxes_xyxy (n, 4), scores (n,), instance_ids (n,)) in file order."""
@@ -269,6 +271,7 @@ def read_person_boxes(path: str | Path, detections_only: bool = False) -> Person
         boxes_xyxy=bbox_xywh_to_xyxy(boxes),
         scores=np.asarray([float(d["score"]) for d in persons], dtype=np.float64),
         ids_by_file={},
+        sizes={},
     )
 
 
@@ -332,4 +335,5 @@ def _ground_truth_boxes(annotations: CocoAnnotations) -> PersonBoxes:
         boxes_xyxy=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
         scores=np.ones(len(boxes), dtype=np.float64),
         ids_by_file={im["file_name"]: int(im["id"]) for im in annotations.images},
+        sizes=sizes,
     )

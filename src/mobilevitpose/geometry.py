@@ -22,6 +22,13 @@ def bbox_xywh_to_xyxy(bbox_xywh: np.ndarray) -> np.ndarray:
     return bbox
 
 
+def bbox_xyxy_to_xywh(bbox_xyxy: np.ndarray) -> np.ndarray:
+    """(..., 4) x1, y1, x2, y2 -> x, y, w, h (COCO's box format)."""
+    bbox = np.array(bbox_xyxy, dtype=np.float32, copy=True)
+    bbox[..., 2:] -= bbox[..., :2]
+    return bbox
+
+
 def bbox_xyxy_to_center_scale(
     bbox_xyxy: np.ndarray, padding: float = BBOX_PADDING
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -81,10 +81,11 @@ def test_make_train_then_the_readmes_predict_and_export_commands(tmp_path):
     (best,) = runs.glob("train/quickstart/*/checkpoints/best-*.ckpt")
     val = data / "synthetic_single" / "val2017"
     for command in (
-        ["mobilevitpose.cli.predict", str(best), str(val), "--out", str(tmp_path / "poses")],
+        ["mobilevitpose.cli.predict", str(best), str(val), "--out", str(tmp_path / "poses"),
+         "--detector", "none"],
         ["mobilevitpose.cli.export", str(best), "--out", str(tmp_path / "model.onnx")],
-        ["mobilevitpose.cli.predict", str(tmp_path / "model.onnx"), str(val), "--out",
-         str(tmp_path / "onnx_poses")],
+        ["mobilevitpose.cli.predict", str(tmp_path / "model.onnx"), str(val), "--detector", "none",
+         "--out", str(tmp_path / "onnx_poses")],
     ):  # fmt: skip
         subprocess.run([sys.executable, "-m", *command], check=True, env=_env(), timeout=600)
     torch_results = json.loads((tmp_path / "poses" / RESULTS_FILE).read_text())

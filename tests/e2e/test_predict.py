@@ -150,7 +150,7 @@ def test_a_video_gives_results_per_frame_and_a_rendered_video(tiny_ckpt, tiny_pe
     for frame in frames:
         writer.write(cv2.resize(frame, (width, height)))
     writer.release()
-    main([str(tiny_ckpt), str(video), "--out", str(tmp_path / "poses")])
+    main([str(tiny_ckpt), str(video), "--out", str(tmp_path / "poses"), "--detector", "none"])
     results = json.loads((tmp_path / "poses" / RESULTS_FILE).read_text())
     assert sorted(r["image_id"] for r in results) == [0, 1, 2]
     rendered = cv2.VideoCapture(str(tmp_path / "poses" / "clip.pose.mp4"))
@@ -207,3 +207,115 @@ def test_predict_with_gt_boxes_gives_what_mvp_eval_validated(tiny_ckpt, tiny_peo
     for ours, theirs in zip(predicted, validated, strict=True):
         np.testing.assert_allclose(ours["keypoints"], theirs["keypoints"], rtol=0, atol=1e-3)
         assert ours["score"] == pytest.approx(theirs["score"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def detector_weights(tmp_path_factory) -> Path:
+    """torchvision's smallest COCO detector with seeded random weights: the real architecture
+    and loading path, no network."""
+    import torch
+
+    from mobilevitpose.inference.detector import DETECTORS
+
+    torch.manual_seed(0)
+    spec = DETECTORS["ssdlite320_mobilenet_v3_large"]
+    model = spec.builder(weights=None, weights_backbone=None, num_classes=91)
+    # Random weights see no class in particular: a large person logit for every anchor makes
+    # it find people (wherever its random regression puts their boxes).
+    with torch.no_grad():
+        for column in model.head.classification_head.module_list:
+            last = [m for m in column.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+            last.bias[1::91] = 10.0
+    path = tmp_path_factory.mktemp("detector") / "ssdlite.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+DETECT = ["--detector", "ssdlite320_mobilenet_v3_large"]
+
+
+def test_a_photo_without_boxes_is_detected_then_every_person_predicted(
+    tiny_ckpt, tiny_people, detector_weights, tmp_path
+):
+    images = tiny_people / "val2017"
+    out = tmp_path / "poses"
+    main([str(tiny_ckpt), str(images), "--out", str(out), *DETECT, "--detector-weights",
+          str(detector_weights), "--det-score-thr", "0", "--max-people", "3",
+          "--no-nms"])  # fmt: skip
+    results = json.loads((out / RESULTS_FILE).read_text())
+    per_image = {
+        i: [r for r in results if r["image_id"] == i] for i in {r["image_id"] for r in results}
+    }
+    assert results and all(1 <= len(people) <= 3 for people in per_image.values())
+    for result in results:
+        _, _, w, h = result["bbox"]
+        assert w > 0 and h > 0 and 0.0 <= result["bbox_score"] <= 1.0
+    assert len(list((out / "vis").glob("*.jpg"))) == len(list(images.glob("*.jpg")))
+    # The files load in pycocotools as keypoint results.
+    _load_results(tiny_people / "annotations" / "person_keypoints_val2017.json", out / RESULTS_FILE)
+
+
+def test_boxes_win_over_the_detector_which_is_then_never_built(tiny_ckpt, tiny_people, tmp_path):
+    gt = tiny_people / "annotations" / "person_keypoints_val2017.json"
+    out = tmp_path / "poses"
+    # A detector that could not load (no such weights file) is not needed with --boxes.
+    main([str(tiny_ckpt), str(tiny_people / "val2017"), "--out", str(out), "--boxes", str(gt),
+          *DETECT, "--detector-weights", str(tmp_path / "missing.pth")])  # fmt: skip
+    results = json.loads((out / RESULTS_FILE).read_text())
+    assert results and all(r["bbox_score"] == 1.0 for r in results)
+
+
+def test_offline_without_detector_weights_one_line_says_where_and_how(
+    tiny_ckpt, tiny_people, tmp_path, monkeypatch, capsys
+):
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", offline)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tiny_ckpt), str(tiny_people / "val2017"), "--out", str(tmp_path / "p"),
+              *DETECT])  # fmt: skip
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "detector 'ssdlite320_mobilenet_v3_large'" in line
+    assert "--detector-weights FILE" in line and "--detector none" in line
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_video_keeps_each_persons_id_and_smooths_on_request(tiny_ckpt, tiny_people, tmp_path):
+    video = tmp_path / "clip.mp4"
+    frame = cv2.imread(str(sorted((tiny_people / "val2017").glob("*.jpg"))[0]))
+    height, width = frame.shape[:2]
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (width, height))
+    rng = np.random.default_rng(0)
+    for _ in range(6):  # the same person, with sensor noise
+        noisy = frame.astype(np.int16) + rng.integers(-6, 7, frame.shape)
+        writer.write(np.clip(noisy, 0, 255).astype(np.uint8))
+    writer.release()
+    # Two people: the left and the right half of each frame.
+    boxes = tmp_path / "boxes.json"
+    halves = [[0, 0, width / 2, height], [width / 2, 0, width / 2, height]]
+    boxes.write_text(json.dumps([
+        {"image_id": i, "category_id": 1, "bbox": box, "score": 0.9}
+        for i in range(6) for box in halves
+    ]))  # fmt: skip
+    runs = {}
+    for name, extra in (("raw", []), ("smooth", ["--smooth"])):
+        main([str(tiny_ckpt), str(video), "--out", str(tmp_path / name), "--boxes", str(boxes),
+              "--no-nms", *extra])  # fmt: skip
+        runs[name] = json.loads((tmp_path / name / RESULTS_FILE).read_text())
+    raw, smooth = runs["raw"], runs["smooth"]
+    assert [r["frame"] for r in raw] == [r["image_id"] for r in raw]
+    ids = {(r["frame"], r["bbox"][0]): r["track_id"] for r in raw}
+    assert len(ids) == 12
+    assert {ids[f, 0.0] for f in range(6)} == {0} and {ids[f, width / 2] for f in range(6)} == {1}
+
+    def jitter(results):
+        xy = np.asarray([r["keypoints"] for r in results if r["track_id"] == 0])
+        return np.abs(np.diff(xy.reshape(6, -1, 3)[..., :2], axis=0)).mean()
+
+    assert jitter(smooth) < jitter(raw)

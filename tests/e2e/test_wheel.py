@@ -70,5 +70,5 @@ def test_a_wheel_trains_evaluates_and_predicts_outside_the_repository(installed,
     evaluated = _run([bin_dir / "mvp-eval", f"ckpt_path={best}"], work)
     assert "COCO keypoint metrics" in evaluated.stdout
     val = work / "data" / "synthetic_single" / "val2017"
-    _run([bin_dir / "mvp-predict", best, val, "--out", work / "poses"], work)
+    _run([bin_dir / "mvp-predict", best, val, "--out", work / "poses", "--detector", "none"], work)
     assert (work / "poses" / "results.keypoints.json").is_file()

@@ -1,6 +1,7 @@
 """mvp-predict: keypoints of every person in an image, a folder of images or a video.
 
-mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg
+mvp-predict runs/train/.../checkpoints/last.ckpt photo.jpg       # people detected first
+mvp-predict last.ckpt clip.mp4 --smooth                              # tracked, ids drawn
 mvp-predict model.onnx val2017/ --boxes COCO_val2017_detections_AP_H_56_person.json
 mvp-predict model.int8.pte val2017/ --boxes person_keypoints_val2017.json
 mvp-predict last.ckpt clip.mp4 --out clip_poses
@@ -10,14 +11,25 @@ mvp-predict model.onnx val2017/ --out poses --resume   # after a stopped run: ad
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.evaluation.settings import NMS_MODES, SCORE_MODES
+from mobilevitpose.inference.detector import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MAX_PEOPLE,
+    DEFAULT_SCORE_THRESHOLD,
+    DETECTORS,
+    NO_DETECTOR,
+    PersonDetector,
+)
 from mobilevitpose.inference.estimator import BACKENDS
 from mobilevitpose.inference.predict import RESULTS_FILE, predict
+from mobilevitpose.inference.smoothing import DEFAULT_BETA, DEFAULT_MIN_CUTOFF
+from mobilevitpose.inference.tracking import MODES as TRACK_MODES
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -26,8 +38,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         "model", type=Path, help="a mvp-train checkpoint (.ckpt) or a mvp-export .onnx / .pte file"
     )
     parser.add_argument("input", type=Path, help="an image, a folder of images, or a video")
-    parser.add_argument("--boxes", type=Path, help="COCO detection results or annotation file; "
-                        "default: one box per image, the whole image")  # fmt: skip
+    parser.add_argument("--boxes", type=Path, help="COCO detection results or annotation file "
+                        "(wins over --detector)")  # fmt: skip
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR,
+                        choices=[*DETECTORS, NO_DETECTOR],
+                        help=f"person detector without --boxes (torchvision, COCO weights from "
+                        f"its cache or download; default {DEFAULT_DETECTOR}); {NO_DETECTOR}: the "
+                        "whole image is one person")  # fmt: skip
+    parser.add_argument("--detector-weights", type=Path,
+                        help="the detector's weights from a local file (a state dict)")  # fmt: skip
+    parser.add_argument("--det-score-thr", type=float, default=DEFAULT_SCORE_THRESHOLD,
+                        help="keep detected people scored at least this")  # fmt: skip
+    parser.add_argument("--max-people", type=int, default=DEFAULT_MAX_PEOPLE,
+                        help="at most this many detected people per image, best first")  # fmt: skip
+    parser.add_argument("--track", choices=TRACK_MODES, default="iou",
+                        help="video: match people across frames by box IoU or by OKS")  # fmt: skip
+    parser.add_argument("--smooth", action="store_true",
+                        help="video: One-Euro filter on each person's keypoints")  # fmt: skip
+    parser.add_argument("--smooth-min-cutoff", type=float, default=DEFAULT_MIN_CUTOFF,
+                        help="One-Euro minimum cutoff, Hz")  # fmt: skip
+    parser.add_argument("--smooth-beta", type=float, default=DEFAULT_BETA,
+                        help="One-Euro speed coefficient (higher: less lag)")  # fmt: skip
     parser.add_argument("--out", type=Path, help="output folder (default: <input name>_poses)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto: onnx for .onnx, executorch for .pte, else torch")  # fmt: skip
@@ -63,11 +94,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             evaluation["nms_mode"] = "none"
         source = args.input.expanduser().resolve()
         out = args.out or source.with_name(f"{source.stem}_poses")
+        detector = None
+        if args.detector != NO_DETECTOR:
+            detector = functools.partial(
+                PersonDetector, args.detector, args.detector_weights, args.det_score_thr,
+                args.max_people, device=args.device,
+            )  # fmt: skip
         results = predict(
             args.model, args.input, out, boxes_file=args.boxes, backend=args.backend,
             device=args.device, evaluation=evaluation, bbox_score_thr=args.bbox_thr,
             keypoint_draw_thr=args.kpt_thr, render=not args.no_render, overwrite=args.overwrite,
-            resume=args.resume,
+            resume=args.resume, detector=detector, track=args.track,
+            smooth={"min_cutoff": args.smooth_min_cutoff, "beta": args.smooth_beta}
+            if args.smooth else None,
         )  # fmt: skip
         print(f"{len(results)} people -> {out / RESULTS_FILE}")
 

@@ -81,6 +81,18 @@ def decoded_size(path: str | Path) -> tuple[int, int] | None:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
+def check_recorded_size(path: str | Path, recorded: tuple[int, int], source: Path) -> None:
+    """Refuse an image record (of annotation file `source`) whose width and height disagree
+    with the file's: boxes are clipped and flips mirrored by the recorded size, so every crop of
+    the image would be misplaced. Reads the file's header only."""
+    actual = decoded_size(path)
+    if actual is not None and actual != tuple(recorded):
+        raise ValueError(
+            f"{source}: image {path} is {actual[0]}x{actual[1]} px but its 'width' and "
+            f"'height' say {recorded[0]}x{recorded[1]}; correct the image record"
+        )
+
+
 def downscale_factor(matrix: np.ndarray) -> float:
     """Image pixels per crop pixel along the crop's most magnified direction."""
     (a, b), (c, d) = np.asarray(matrix, dtype=np.float64)[:, :2]

@@ -24,7 +24,7 @@ from mobilevitpose.coco import (
     read_annotations,
     read_person_boxes,
 )
-from mobilevitpose.data.image_io import decoded_size
+from mobilevitpose.data.image_io import check_recorded_size
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 
 log = logging.getLogger(__name__)
@@ -58,16 +58,9 @@ def _image_record(image: dict, image_dir: Path) -> tuple[str, tuple[int, int]]:
 
 
 def check_image_sizes(instances: list[Instance], source: Path) -> None:
-    """Refuse annotations whose image width/height disagree with the image files, when the
-    split is loaded (boxes are clipped and flips mirrored by the annotated size, so a wrong one
-    misplaces every crop of the image). Only file headers are read."""
+    """Every instance's image against its record, when the split is loaded (before training)."""
     for path, size in dict((i.image_path, i.image_size) for i in instances).items():
-        actual = decoded_size(path)
-        if actual is not None and actual != size:
-            raise ValueError(
-                f"{source}: image {path} is {actual[0]}x{actual[1]} px but its 'width' and "
-                f"'height' say {size[0]}x{size[1]}; correct the image record"
-            )
+        check_recorded_size(path, size, source)
 
 
 def load_gt_instances(ann_file: str | Path, image_dir: str | Path) -> list[Instance]:

@@ -7,6 +7,9 @@ the flip test happen upstream.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from mobilevitpose.evaluation.nms import oks_nms, soft_oks_nms
@@ -30,8 +33,10 @@ def coco_results(
     bbox_scores: np.ndarray,
     areas: np.ndarray,
     settings: EvaluationSettings,
+    extras: Mapping[str, Sequence[Any]] | None = None,
 ) -> list[dict]:
-    """COCO keypoint result entries from per-instance predictions (image coordinates).
+    """COCO keypoint result entries from per-instance predictions (image coordinates), each
+    with the instance's values of `extras` (e.g. "bbox", "track_id") as further fields.
 
     Per image: instances sorted by instance id and de-duplicated on it (first kept), scored and
     suppressed as `settings` say (`score_mode`, `nms_mode`). `areas` are prod(scale) of the
@@ -83,6 +88,7 @@ def coco_results(
             members = members[kept]
         results.extend(
             {
+                **{name: values[i] for name, values in (extras or {}).items()},
                 "image_id": int(image_ids[i]),
                 "category_id": PERSON_CATEGORY_ID,
                 "keypoints": flat_keypoints[i].tolist(),

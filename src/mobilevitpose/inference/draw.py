@@ -3,6 +3,8 @@ colours, the centre line in a third, keypoints under a score threshold hidden.""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -10,6 +12,7 @@ from mobilevitpose.keypoints import SKELETON, side_of
 
 # BGR, as OpenCV draws: left orange, right blue, centre green.
 SIDE_COLOURS = {"left": (0, 128, 255), "right": (255, 128, 0), "center": (0, 255, 0)}
+BOX_COLOUR = (255, 255, 255)
 
 
 def _limb_side(a: int, b: int) -> str:
@@ -41,4 +44,22 @@ def draw_skeleton(
                 cv2.line(canvas, pixels[a], pixels[b], colour, thickness, cv2.LINE_AA)
         for k in np.flatnonzero(shown).tolist():
             cv2.circle(canvas, pixels[k], radius, SIDE_COLOURS[side_of(k)], -1, cv2.LINE_AA)
+    return canvas
+
+
+def draw_boxes(
+    image_bgr: np.ndarray, boxes_xywh: np.ndarray, labels: Sequence[int | None] | None = None
+) -> np.ndarray:
+    """Person boxes (N, 4) xywh in image px on a copy of `image_bgr`, each with its label (a
+    track id) where it has one."""
+    canvas = image_bgr.copy()
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    for index, (x, y, w, h) in enumerate(np.asarray(boxes_xywh, dtype=np.float64)):
+        corner, opposite = (round(x), round(y)), (round(x + w), round(y + h))
+        cv2.rectangle(canvas, corner, opposite, BOX_COLOUR, thickness)
+        label = None if labels is None else labels[index]
+        if label is not None:
+            origin = (corner[0] + 2 * thickness, corner[1] + 12 * thickness)
+            cv2.putText(canvas, f"id {label}", origin, cv2.FONT_HERSHEY_SIMPLEX,
+                        0.4 * thickness, BOX_COLOUR, thickness)  # fmt: skip
     return canvas

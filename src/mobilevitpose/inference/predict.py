@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,11 +24,13 @@ import numpy as np
 from tqdm import tqdm
 
 from mobilevitpose.coco import PersonBoxes, read_person_boxes
-from mobilevitpose.data.image_io import ImageReadError
+from mobilevitpose.data.image_io import ImageReadError, check_recorded_size
 from mobilevitpose.evaluation.results import coco_results
 from mobilevitpose.files import write_json
-from mobilevitpose.inference.draw import draw_skeleton
+from mobilevitpose.geometry import bbox_xyxy_to_xywh
+from mobilevitpose.inference.draw import draw_boxes, draw_skeleton
 from mobilevitpose.inference.estimator import PoseEstimator
+from mobilevitpose.inference.smoothing import TrackSmoother
 from mobilevitpose.inference.sources import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -42,12 +44,15 @@ from mobilevitpose.inference.sources import (
     read_each_image,
     read_video,
 )
+from mobilevitpose.inference.tracking import PoseTracker
 
 log = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.keypoints.json"
 IMAGES_FILE = "images.json"  # image id -> file, so that the results can be read back
 VIS_DIR = "vis"  # the images with skeletons drawn
+# A BGR image -> its person boxes (N, 4) xyxy in image px and their scores (N,).
+Detector = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
 
@@ -65,12 +70,21 @@ def predict(
     overwrite: bool = False,
     progress: bool = True,
     resume: bool = False,
+    detector: Callable[[], Detector] | None = None,
+    track: str = "iou",
+    smooth: Mapping[str, float] | None = None,
 ) -> list[dict]:
     """Predict every person of `source` (an image, a folder of images or a video) and write the
     results into `out_dir`; returns the COCO keypoint results.
 
     The flip test, rescoring and OKS-NMS follow the model's evaluation settings (stored by
     mvp-train and mvp-export), changed by `evaluation` (e.g. {"nms_mode": "none"}).
+
+    Person boxes come from `boxes_file` when given, else from the detector that `detector`
+    builds (once the inputs and the model have been checked), else the whole image is one box.
+    Each result carries its `bbox` (xywh) and `bbox_score`; in a video, also its `frame` and its
+    `track_id` (`tracking.PoseTracker` by box IoU or keypoint OKS, `track`), and with `smooth`
+    (One-Euro settings: `min_cutoff`, `beta`) each track's keypoints are smoothed.
 
     What was finished is kept: an image that cannot be read is skipped, the results of the
     others are written, then an `ImageReadError` names the skipped files; a run stopped by any
@@ -94,6 +108,7 @@ def predict(
     estimator = PoseEstimator.load(model, backend, device).with_evaluation(**(evaluation or {}))
     boxes = read_person_boxes(boxes_file) if boxes_file else None
     boxes_by_image = _usable_boxes(boxes) if boxes is not None else {}
+    detect = detector() if detector is not None and boxes is None else None
 
     writer: cv2.VideoWriter | None = None
     capture: cv2.VideoCapture | None = None
@@ -105,6 +120,7 @@ def predict(
         ids = image_ids(files, boxes)
         if boxes is not None:
             check_boxes_match(boxes_by_image, boxes.source, ids, f"{len(files)} input images")
+            _check_image_sizes(boxes, files, ids)
         if resume:
             done = _earlier_results(results_path, index_path, files, ids)
         todo = [(path, i) for path, i in zip(files, ids, strict=True) if path.name not in done]
@@ -129,6 +145,8 @@ def predict(
         if render and video.exists() and not overwrite:
             raise FileExistsError(f"{video} exists; pick another --out or pass --overwrite")
         capture, total, fps = open_video(source)
+        tracker = PoseTracker(mode=track)
+        smoother = TrackSmoother(fps=fps, **smooth) if smooth is not None else None
         # The container's count, where it states one, catches boxes of another video before a
         # long run; where it does not, the frames read are checked at the end.
         if boxes is not None and total > 0:
@@ -164,7 +182,10 @@ def predict(
                 failed.append(frame)
                 continue
             height, width = frame.image_bgr.shape[:2]
-            if boxes is None:
+            if detect is not None:
+                frame_boxes, frame_scores = detect(frame.image_bgr)
+                frame_ids = np.arange(len(frame_boxes), dtype=np.int64)
+            elif boxes is None:
                 frame_boxes = np.array([[0, 0, width, height]], np.float32)
                 frame_scores = np.ones(1, np.float32)
                 frame_ids = np.zeros(1, np.int64)
@@ -177,11 +198,26 @@ def predict(
                     frame_ids[keep],
                 )
             predicted = estimator(frame.image_bgr, frame_boxes)
+            extras: dict[str, list] = {
+                "bbox": bbox_xyxy_to_xywh(frame_boxes).tolist(),
+                "bbox_score": frame_scores.tolist(),
+            }
+            if kind == "frames":
+                extras["frame"] = [frame.image_id] * len(frame_boxes)
+                track_ids = tracker.update(frame_boxes, **predicted)
+                extras["track_id"] = track_ids.tolist()
+                if smoother is not None:
+                    smoother.retain(tracker.live_ids)
+                    predicted["keypoints_img"] = smoother(
+                        track_ids, predicted["keypoints_img"], predicted["keypoint_scores"],
+                        frame_index=frame.image_id,
+                    )  # fmt: skip
             frame_results = coco_results(
                 image_ids=np.full(len(frame_boxes), frame.image_id),
                 instance_ids=frame_ids,
                 bbox_scores=frame_scores,
                 settings=estimator.evaluation,
+                extras=extras,
                 **predicted,
             )
             if render:
@@ -333,7 +369,12 @@ def _draw(image_bgr: np.ndarray, results: list[dict], score_thr: float) -> np.nd
     flat = np.asarray([r["keypoints"] for r in results], dtype=np.float32).reshape(
         len(results), -1, 3
     )
-    return draw_skeleton(image_bgr, flat[..., :2], flat[..., 2], score_thr=score_thr)
+    drawn = draw_skeleton(image_bgr, flat[..., :2], flat[..., 2], score_thr=score_thr)
+    return draw_boxes(
+        drawn,
+        np.asarray([r["bbox"] for r in results], np.float32).reshape(-1, 4),
+        [r.get("track_id") for r in results],
+    )
 
 
 def _check_outputs_stay_out_of(source: Path, out_dir: Path) -> None:
@@ -363,3 +404,11 @@ def _usable_boxes(boxes: PersonBoxes) -> dict[int, tuple[np.ndarray, np.ndarray,
     if empty:
         log.info("%s: skipped %d boxes of zero or negative size", boxes.source, empty)
     return usable
+
+
+def _check_image_sizes(boxes: PersonBoxes, files: Sequence[Path], ids: Sequence[int]) -> None:
+    """Images against the records of the annotation file their boxes come from, before the
+    first prediction."""
+    for path, image_id in zip(files, ids, strict=True):
+        if image_id in boxes.sizes:
+            check_recorded_size(path, boxes.sizes[image_id], boxes.source)

@@ -206,7 +206,7 @@ class PoseLitModule(L.LightningModule):
             for key in self._predictions[0]
         } if self._predictions else _empty_predictions()  # fmt: skip
         self._predictions = []
-        predictions = gather_predictions(local)
+        predictions: dict[str, Any] = gather_predictions(local)
         metrics: dict[str, float] | None = None
         if self.trainer.is_global_zero:
             assert self.evaluator is not None  # set up in on_validation_epoch_start

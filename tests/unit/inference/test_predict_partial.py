@@ -81,7 +81,8 @@ def test_the_console_script_says_it_in_one_line_and_exits_2(ckpt, tiny_people, t
     last.write_text("not an image")
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        main([str(ckpt), str(first.parent), "--out", str(out), "--no-render"])
+        main([str(ckpt), str(first.parent), "--out", str(out), "--no-render",
+              "--detector", "none"])  # fmt: skip
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("mvp-predict: error: 1 of 3 images")
@@ -239,3 +240,17 @@ def test_frame_check_names_the_files_the_ids_and_the_count(tmp_path):
                        r"video .*clip\.avi \(0 frames\) does not have: \[-1, 0\]"):  # fmt: skip
         check_frames_exist([0, -1], tmp_path / "dets.json", tmp_path / "clip.avi", 0)
     check_frames_exist([0, 4], tmp_path / "dets.json", tmp_path / "clip.avi", 5)
+
+
+def test_annotation_boxes_of_an_image_whose_record_has_another_size_are_refused_first(
+    ckpt, tiny_people, tmp_path
+):
+    gt = json.loads((tiny_people / "annotations" / "person_keypoints_val2017.json").read_text())
+    image = gt["images"][0]
+    image["width"] += 40  # the boxes were clipped to a size the file does not have
+    ann_file = tmp_path / "ann.json"
+    ann_file.write_text(json.dumps(gt))
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=rf"{image['file_name']} is \d+x\d+ px but its 'width'"):
+        predict(ckpt, tiny_people / "val2017", out, boxes_file=ann_file, progress=False)
+    assert not out.exists()
