@@ -260,3 +260,15 @@ def test_a_new_run_never_starts_in_another_runs_directory(checkpoint, people_roo
     with pytest.raises(FileExistsError, match=r"already holds another run's config\.yaml"):
         train(_train_cfg(run, people_root, f"ckpt_path={checkpoint}"))
     assert _checksums(run) == before
+
+
+def test_a_checkpoint_of_weights_alone_starts_a_new_run_from_them(
+    checkpoint, people_root, tmp_path
+):
+    # What mvp-import writes: no optimizer or loop state, so Lightning could not resume it.
+    run = tmp_path / "finetune"
+    metrics = train(_train_cfg(run, people_root, f"ckpt_path={checkpoint}",
+                               "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+                               "data.batch_size=2"))  # fmt: skip
+    assert set(metrics) >= {"AP", "AR"}
+    assert list((run / "checkpoints").glob("last.ckpt"))

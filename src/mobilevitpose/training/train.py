@@ -50,14 +50,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # Built and checked before the run directory is written: a bad setting leaves nothing.
     module: PoseLitModule = instantiate(cfg.module, results_dir=str(output_dir))
-    if cfg.get("ckpt_path") and resumed is None:
-        read_checkpoint(cfg.ckpt_path).check_fits(module.model, "ckpt_path")
+    fit_from = cfg.get("ckpt_path")
+    if fit_from and resumed is None:
+        checkpoint = read_checkpoint(fit_from)
+        checkpoint.check_fits(module.model, "ckpt_path")
+        if "optimizer_states" not in checkpoint.contents:
+            # Weights alone (e.g. mvp-import's): a new run starts from them, as fine-tuning does.
+            module.model.load_state_dict(checkpoint.model_state_dict())
+            fit_from = None
     datamodule = build_datamodule(cfg.data, module.codec, cfg.seed)
     with owned(output_dir, "mvp-train") if first_process else contextlib.nullcontext():
         if resumed is None and first_process:
             # Again under the lock: a run started beside this one may have finished meanwhile.
             resumed_config(cfg, output_dir)
-        return _fit(cfg, module, datamodule, output_dir, resumed is not None, first_process)
+        return _fit(cfg, module, datamodule, output_dir, fit_from, resumed is not None,
+                    first_process)  # fmt: skip
 
 
 def _fit(
@@ -65,6 +72,7 @@ def _fit(
     module: PoseLitModule,
     datamodule: CocoDataModule,
     output_dir: Path,
+    fit_from: str | None,
     resumed: bool,
     first_process: bool,
 ) -> dict[str, float]:
@@ -85,7 +93,7 @@ def _fit(
     trainer: L.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     failed = True
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=fit_from)
         if trainer.fast_dev_run:  # type: ignore[attr-defined]  # set by Trainer.__init__
             failed = False
             return module.coco_metrics
