@@ -1,5 +1,6 @@
 """Helpers that tests import (fixtures live in conftest.py)."""
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -7,6 +8,14 @@ from mobilevitpose.inference.checkpoint import CONFIG_KEY, read_checkpoint, run_
 from mobilevitpose.training.config import instantiate
 from mobilevitpose.training.module import PoseLitModule, module_from_checkpoint
 from mobilevitpose.training.step import train_step
+
+# A standing person's COCO-17 keypoints as fractions of its box (x right, y down).
+STANDING_LAYOUT = np.array(
+    [[0.50, 0.08], [0.55, 0.06], [0.45, 0.06], [0.60, 0.08], [0.40, 0.08],
+     [0.70, 0.22], [0.30, 0.22], [0.78, 0.38], [0.22, 0.38], [0.80, 0.52],
+     [0.20, 0.52], [0.62, 0.55], [0.38, 0.55], [0.63, 0.75], [0.37, 0.75],
+     [0.64, 0.95], [0.36, 0.95]]
+)  # fmt: skip
 
 # XXS at 64x64 on a tiny synthetic set: seconds per epoch on a CPU.
 TINY_TRAIN = [

@@ -1,17 +1,11 @@
 import numpy as np
 import pytest
 
+from helpers import STANDING_LAYOUT as LAYOUT
 from mobilevitpose.inference.smoothing import OneEuroFilter, TrackSmoother, person_size
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 
 FPS = 30.0
-# A standing person's COCO-17 keypoints as fractions of its box (x right, y down).
-LAYOUT = np.array(
-    [[0.50, 0.08], [0.55, 0.06], [0.45, 0.06], [0.60, 0.08], [0.40, 0.08],
-     [0.70, 0.22], [0.30, 0.22], [0.78, 0.38], [0.22, 0.38], [0.80, 0.52],
-     [0.20, 0.52], [0.62, 0.55], [0.38, 0.55], [0.63, 0.75], [0.37, 0.75],
-     [0.64, 0.95], [0.36, 0.95]]
-)  # fmt: skip
 BOX = np.array([120.0, 240.0])  # width, height in px
 POSE = LAYOUT * BOX  # its keypoint extent is about 72 x 214 px: a person size of 143 px
 SIZE = person_size(POSE, np.ones(NUM_KEYPOINTS, bool))
