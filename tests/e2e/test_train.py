@@ -131,8 +131,9 @@ def test_train_then_eval_gives_identical_metrics(tmp_path, synthetic_root):
     best = Path(saved["checkpoint"])
     assert best.parent == run / "checkpoints" and (run / "checkpoints" / "last.ckpt").is_file()
     # the checkpoint rebuilds itself from its saved config, with no pickled objects
-    _, run_config = load_module(best)
-    assert run_config["model"]["name"] == "mobilevitpose_xxs"
+    module, run_config = load_module(best)
+    assert module.hparams["model"]["name"] == "mobilevitpose_xxs"
+    assert run_config["data"]["root"] == str(synthetic_root)
     GlobalHydra.instance().clear()
     eval_cfg = compose("eval", [f"ckpt_path={best}", f"paths.output_dir={tmp_path / 'eval'}"])
     assert evaluate(eval_cfg) == metrics

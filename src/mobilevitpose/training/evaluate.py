@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from mobilevitpose.inference.checkpoint import read_checkpoint
@@ -24,12 +26,15 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Validate `cfg.ckpt_path` with its run's data settings, updated by the non-null values of
     `cfg.data`, and its evaluation settings, updated by `cfg.evaluation`."""
     output_dir = Path(cfg.paths.output_dir)
+    # DDP workers re-enter here, into the directory the first process has claimed and writes.
+    first_process = rank_zero_only.rank == 0  # type: ignore[attr-defined]
     _check_settings(cfg)
-    check_unclaimed(
-        output_dir,
-        "mvp-eval writes into a directory of its own (by default a new one under runs/eval/): "
-        "drop hydra.run.dir or give a new one",
-    )
+    if first_process:
+        check_unclaimed(
+            output_dir,
+            "mvp-eval writes into a directory of its own (by default a new one under runs/eval/): "
+            "drop hydra.run.dir or give a new one",
+        )
     checkpoint = read_checkpoint(cfg.ckpt_path)
     data_cfg = OmegaConf.create(checkpoint.data)
     for key, value in cfg.data.items():
@@ -42,8 +47,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     )
     datamodule = build_datamodule(data_cfg, module.codec, seed=checkpoint.run.get("seed", 0))
     trainer: L.Trainer = instantiate(cfg.trainer)
-    with owned(output_dir, "mvp-eval"):
-        write_hydra_record(output_dir, cfg)
+    with owned(output_dir, "mvp-eval") if first_process else contextlib.nullcontext():
+        if first_process:
+            write_hydra_record(output_dir, cfg)
         trainer.validate(module, datamodule=datamodule, verbose=False)
         metrics = module.coco_metrics
         if trainer.is_global_zero:
