@@ -91,14 +91,10 @@ def check_boxes_match(
         )
 
 
-def read_images(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame]:
-    for path, image_id in zip(files, ids, strict=True):
-        yield Frame(image_id, path.name, read_image(path))
-
-
 def read_each_image(files: Sequence[Path], ids: Sequence[int]) -> Iterator[Frame | Unreadable]:
-    """Like `read_images`, but an image that cannot be read comes as `Unreadable` instead of
-    ending the walk: one bad file of a large folder must not cost the others their results."""
+    """The images as frames with their ids; one that cannot be read comes as `Unreadable`
+    instead of ending the walk: one bad file of a large folder must not cost the others their
+    results."""
     for path, image_id in zip(files, ids, strict=True):
         try:
             yield Frame(image_id, path.name, read_image(path))

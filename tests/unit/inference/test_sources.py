@@ -14,7 +14,7 @@ from mobilevitpose.inference.sources import (
     image_ids,
     list_images,
     open_video,
-    read_images,
+    read_each_image,
     read_video,
 )
 
@@ -140,29 +140,28 @@ def test_many_unknown_images_are_listed_up_to_ten():
 # --- reading --------------------------------------------------------------------------------
 
 
-def test_read_images_yields_frames_with_their_ids_and_pixels(tmp_path):
+def test_read_each_image_yields_frames_with_their_ids_and_pixels(tmp_path):
     first = _write_image(tmp_path / "a.png", 10)
     second = _write_image(tmp_path / "b.png", 200, size=(5, 9))
-    frames = list(read_images([tmp_path / "a.png", tmp_path / "b.png"], [7, 3]))
+    frames = list(read_each_image([tmp_path / "a.png", tmp_path / "b.png"], [7, 3]))
     assert [(f.image_id, f.file_name) for f in frames] == [(7, "a.png"), (3, "b.png")]
     np.testing.assert_array_equal(frames[0].image_bgr, first)
     np.testing.assert_array_equal(frames[1].image_bgr, second)
     assert frames[1].image_bgr.shape == (9, 5, 3)
 
 
-def test_read_images_reports_a_corrupt_file_by_name(tmp_path):
+def test_read_each_image_reports_a_corrupt_file_by_name(tmp_path):
     _write_image(tmp_path / "good.png")
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
-    frames = read_images([tmp_path / "good.png", tmp_path / "bad.jpg"], [1, 2])
-    assert next(frames).file_name == "good.png"
-    with pytest.raises(ImageReadError, match=r"bad\.jpg"):
-        next(frames)
+    good, bad = read_each_image([tmp_path / "good.png", tmp_path / "bad.jpg"], [1, 2])
+    assert good.file_name == "good.png"
+    assert isinstance(bad.error, ImageReadError) and "bad.jpg" in str(bad.error)
 
 
-def test_read_images_needs_one_id_per_file(tmp_path):
+def test_read_each_image_needs_one_id_per_file(tmp_path):
     _write_image(tmp_path / "a.png")
     with pytest.raises(ValueError):
-        list(read_images([tmp_path / "a.png"], [1, 2]))
+        list(read_each_image([tmp_path / "a.png"], [1, 2]))
 
 
 # --- video ----------------------------------------------------------------------------------
