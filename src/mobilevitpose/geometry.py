@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 BBOX_PADDING = 1.25
@@ -72,13 +73,21 @@ def warp_matrix(
         sx, sy = (w_in - 1) / sw, (h_in - 1) / sh
         a, b, c, d = sx * cos, -sx * sin, sy * sin, sy * cos
         out_x, out_y = (w_in - 1) / 2.0, (h_in - 1) / 2.0
-    else:
-        s = w_in / sw
-        a, b, c, d = s * cos, s * sin, -s * sin, s * cos
-        out_x, out_y = w_in / 2.0, h_in / 2.0
-    return np.array(
-        [[a, b, out_x - a * cx - b * cy], [c, d, out_y - c * cx - d * cy]], dtype=np.float64
-    )
+        return np.array(
+            [[a, b, out_x - a * cx - b * cy], [c, d, out_y - c * cx - d * cy]], dtype=np.float64
+        )
+    # The reference solves for this matrix from three point pairs held in float32 (the centre,
+    # the rotated half-width to its left, a third at 90 degrees). cv2.warpAffine samples at 1/32
+    # px, so that rounding moves a few crop pixels by a grey level, enough to tip near-tied
+    # heatmap peaks: built the same way, our crops are the reference's to the bit.
+    src = np.empty((3, 2), dtype=np.float32)
+    src[0] = cx, cy
+    src[1] = cx - 0.5 * sw * cos, cy - 0.5 * sw * sin
+    dst = np.array([[w_in / 2.0, h_in / 2.0], [0.0, h_in / 2.0], [0.0, 0.0]], dtype=np.float32)
+    for points in (src, dst):
+        edge = points[0] - points[1]
+        points[2] = points[1] + np.array([-edge[1], edge[0]], dtype=np.float32)
+    return cv2.getAffineTransform(src, dst)
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

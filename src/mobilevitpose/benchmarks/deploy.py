@@ -28,8 +28,8 @@ import onnxruntime as ort
 import torch
 
 from mobilevitpose.benchmarks import describe_sizes, input_size_overrides
-from mobilevitpose.benchmarks.infer import Backend, summarise, time_interleaved, timing_settings
 from mobilevitpose.benchmarks.machine import machine_info
+from mobilevitpose.benchmarks.timing import Backend, summarise, time_interleaved, timing_settings
 from mobilevitpose.coco import coco_paths, read_annotations
 from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.evaluation.coco_metric import CocoKeypointEvaluator

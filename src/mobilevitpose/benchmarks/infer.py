@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import timm
@@ -32,24 +30,21 @@ import torch
 
 from mobilevitpose.benchmarks import describe_sizes, input_size_overrides
 from mobilevitpose.benchmarks.machine import machine_info, usable_cores
+from mobilevitpose.benchmarks.pipeline import PipelineSettings, bench_pipeline, read_photo
+from mobilevitpose.benchmarks.pipeline import describe as describe_pipeline
+from mobilevitpose.benchmarks.pipeline import to_markdown as pipeline_markdown
+from mobilevitpose.benchmarks.timing import (
+    Backend,
+    summarise,
+    time_interleaved,
+    timing_settings,
+)
 from mobilevitpose.inference.fidelity import random_inputs
 from mobilevitpose.inference.onnx import INPUT_NAME, export_onnx, load_onnx
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model
 
 BASELINE = "torch eager"
-BLOCK = 5  # timed calls per turn
-
-
-@dataclass(frozen=True)
-class Backend:
-    """One way of running a model, and the call that runs it on a prepared batch."""
-
-    name: str
-    device: str
-    precision: str
-    memory_format: str
-    run: Callable[[], object]
 
 
 def _torch_call(
@@ -117,49 +112,6 @@ def cuda_backends(model: PoseModel, batch: int) -> list[Backend]:
             _torch_call(compiled, inputs_cl, torch.bfloat16),
         ),
     ]  # fmt: skip
-
-
-def time_interleaved(
-    backends: Sequence[Backend],
-    runs: int,
-    warmup: int,
-    synchronize: Callable[[], None],
-    block: int = BLOCK,
-) -> list[list[float]]:
-    """Seconds per call for each backend: all warm up first, then take turns in blocks.
-
-    Each block starts with one untimed call: ONNX Runtime's and OpenMP's worker threads keep
-    spinning after a call, and on a small machine they would slow the next backend's first call.
-    """
-    for backend in backends:
-        for _ in range(warmup):
-            backend.run()
-    synchronize()
-    times: list[list[float]] = [[] for _ in backends]
-    while len(times[0]) < runs:
-        count = min(block, runs - len(times[0]))
-        for backend, seconds in zip(backends, times, strict=True):
-            backend.run()
-            synchronize()
-            for _ in range(count):
-                start = time.perf_counter()
-                backend.run()
-                synchronize()
-                seconds.append(time.perf_counter() - start)
-    return times
-
-
-def summarise(seconds: Sequence[float], batch: int) -> dict[str, float]:
-    median = statistics.median(seconds)
-    p10, p90 = np.percentile(seconds, [10, 90])
-    return {
-        "batch": batch,
-        "runs": len(seconds),
-        "median_ms": 1e3 * median,
-        "p10_ms": 1e3 * float(p10),
-        "p90_ms": 1e3 * float(p90),
-        "images_per_s": batch / median,
-    }
 
 
 def _no_sync() -> None:
@@ -243,19 +195,32 @@ def to_markdown(report: dict[str, Any]) -> str:
         )
         + ".",
     ]
+    if report.get("pipeline"):
+        pipeline = report["pipeline"]
+        lines += ["", "## Photo to poses", "",
+                  pipeline_markdown(pipeline["rows"], pipeline["settings"]).rstrip()]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def timing_settings(args: argparse.Namespace) -> dict[str, int]:
-    """How a timing benchmark's calls were counted, for its report."""
-    names = ("runs", "warmup", "batch", "batch_runs", "batch_warmup")
-    return {**{name: getattr(args, name) for name in names}, "block": BLOCK}
+def pipeline_settings(args: argparse.Namespace) -> PipelineSettings:
+    return PipelineSettings(
+        detectors=args.detectors, models=args.models, weights=args.detector_weights,
+        people=args.people, runs=args.pipeline_runs, warmup=args.pipeline_warmup,
+        photo=args.photo, input_size=args.input_size,
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or usable_cores()
     torch.set_num_threads(threads)
     started, load_before = time.perf_counter(), _load()
+    pipeline: dict[str, Any] = {}
+    if args.detectors:  # first: a detector whose weights cannot be had stops the run at once
+        settings = pipeline_settings(args)
+        pipeline = {
+            "settings": describe_pipeline(settings, read_photo(settings.photo)),
+            "rows": bench_pipeline(settings),
+        }
     results: list[dict[str, Any]] = []
     parity: dict[str, Any] = {}
     input_sizes: dict[str, list[int]] = {}
@@ -278,6 +243,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": {"input_sizes": input_sizes, **timing_settings(args)},
         "results": results,
         "parity": parity,
+        "pipeline": pipeline,
         "load_before": load_before,
         "load_after": _load(),
         "seconds": time.perf_counter() - started,

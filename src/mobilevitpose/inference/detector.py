@@ -58,7 +58,7 @@ DEFAULT_SCORE_THRESHOLD = 0.3
 DEFAULT_MAX_PEOPLE = 100
 
 
-def _spec(name: str) -> DetectorSpec:
+def detector_spec(name: str) -> DetectorSpec:
     if name not in DETECTORS:
         raise ValueError(
             f"unknown detector {name!r} (--detector); allowed: {', '.join(DETECTORS)}, or "
@@ -68,7 +68,7 @@ def _spec(name: str) -> DetectorSpec:
 
 
 def _state_dict(name: str, weights_file: str | Path | None) -> dict[str, torch.Tensor]:
-    weights = _spec(name).weights
+    weights = detector_spec(name).weights
     if weights_file is not None:
         path = Path(weights_file).expanduser()
         if not path.is_file():
@@ -106,7 +106,7 @@ class PersonDetector:
             raise ValueError(f"--det-score-thr must be in [0, 1]; got {score_threshold}")
         if max_people < 1:
             raise ValueError(f"--max-people must be >= 1; got {max_people}")
-        spec = _spec(name)
+        spec = detector_spec(name)
         # Built without weights (no download), then given the COCO ones; the detector's own
         # threshold stays low so that `score_threshold` alone decides.
         model = spec.builder(weights=None, weights_backbone=None, num_classes=91)

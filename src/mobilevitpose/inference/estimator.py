@@ -21,7 +21,7 @@ from mobilevitpose.inference.checkpoint import load_pose_model
 from mobilevitpose.inference.metadata import codec_of, evaluation_of
 from mobilevitpose.keypoints import NUM_KEYPOINTS
 from mobilevitpose.models.flip import predict_heatmaps
-from mobilevitpose.models.pose_model import normalise_images
+from mobilevitpose.models.pose_model import PoseModel, normalise_images
 
 BACKENDS = ("auto", "torch", *dict.fromkeys(BACKEND_OF_SUFFIX.values()))
 
@@ -63,8 +63,18 @@ class PoseEstimator:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> PoseEstimator:
         """The network of a mvp-train checkpoint on `device`, with the run's codec and
         evaluation settings."""
+        return cls.from_model(*load_pose_model(path), device=device)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: PoseModel,
+        codec: HeatmapCodec,
+        evaluation: EvaluationSettings,
+        device: str = "cpu",
+    ) -> PoseEstimator:
+        """A pose model in memory on `device`, with its codec and evaluation settings."""
         target = _device(device)
-        model, codec, evaluation = load_pose_model(path)
         model = model.to(target)
 
         @torch.inference_mode()

@@ -16,6 +16,7 @@ with (checked against MMPose 1.3.2's forward pass in tests/unit/models/test_lite
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,20 @@ def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
 
 
+# Channel splits are slices, not `split`/`chunk`: ExecuTorch's edge lowering (1.5) fixes the
+# exported batch size at a split, and a batch-dynamic program then runs at its example batch only.
+def split_channels(x: Tensor, sizes: Sequence[int]) -> list[Tensor]:
+    """`x.split(sizes, dim=1)`."""
+    bounds = [0, *itertools.accumulate(sizes)]
+    return [x[:, start:stop] for start, stop in itertools.pairwise(bounds)]
+
+
+def halves(x: Tensor) -> tuple[Tensor, Tensor]:
+    """`x.chunk(2, dim=1)` of an even channel count."""
+    half = x.shape[1] // 2
+    return x[:, :half], x[:, half:]
+
+
 class ConvBN(nn.Module):
     """Convolution, batch norm (or a conv bias where `norm` is False), optional activation.
 
@@ -161,7 +176,7 @@ class Stem(nn.Module):
         self.out_channels = out_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        x1, x2 = self.conv1(x).chunk(2, dim=1)
+        x1, x2 = halves(self.conv1(x))
         x2 = self.linear_conv(self.depthwise_conv(self.expand_conv(x2)))
         return channel_shuffle(torch.cat([self.branch1(x1), x2], dim=1), 2)
 
@@ -192,7 +207,7 @@ class CrossResolutionWeighting(nn.Module):
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         size = (int(xs[-1].shape[-2]), int(xs[-1].shape[-1]))
         pooled = [_pool_to(x, size) for x in xs[:-1]] + [xs[-1]]
-        weights = self.conv2(self.conv1(torch.cat(pooled, dim=1))).split(self.channels, dim=1)
+        weights = split_channels(self.conv2(self.conv1(torch.cat(pooled, dim=1))), self.channels)
         return [x * F.interpolate(w, size=x.shape[-2:], mode="nearest")
                 for x, w in zip(xs, weights, strict=True)]  # fmt: skip
 
@@ -215,13 +230,15 @@ class ConditionalChannelWeighting(nn.Module):
 
     def __init__(self, channels: Sequence[int], reduce_ratio: int) -> None:
         super().__init__()
-        halves = [c // 2 for c in channels]
-        self.cross_resolution_weighting = CrossResolutionWeighting(halves, reduce_ratio)
-        self.depthwise_convs = nn.ModuleList(ConvBN(c, c, 3, groups=c, act=None) for c in halves)
-        self.spatial_weighting = nn.ModuleList(SpatialWeighting(c) for c in halves)
+        half_widths = [c // 2 for c in channels]
+        self.cross_resolution_weighting = CrossResolutionWeighting(half_widths, reduce_ratio)
+        self.depthwise_convs = nn.ModuleList(
+            ConvBN(c, c, 3, groups=c, act=None) for c in half_widths
+        )
+        self.spatial_weighting = nn.ModuleList(SpatialWeighting(c) for c in half_widths)
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
-        kept, changed = zip(*(x.chunk(2, dim=1) for x in xs), strict=True)
+        kept, changed = zip(*(halves(x) for x in xs), strict=True)
         weighted = self.cross_resolution_weighting(list(changed))
         out = []
         for keep, x, depthwise, spatial in zip(
@@ -244,7 +261,7 @@ class ShuffleBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        keep, changed = x.chunk(2, dim=1)
+        keep, changed = halves(x)
         return channel_shuffle(torch.cat([keep, self.branch2(changed)], dim=1), 2)
 
 

@@ -17,9 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
 
+from conftest import needs_executorch
 from mobilevitpose.models.heads import ConvHead
-from mobilevitpose.models.litehrnet import VARIANTS, LiteHRNet, LiteHRNetSpec, StageSpec
+from mobilevitpose.models.litehrnet import (
+    VARIANTS,
+    ConditionalChannelWeighting,
+    LiteHRNet,
+    LiteHRNetSpec,
+    ShuffleBlock,
+    StageSpec,
+    Stem,
+)
 from mobilevitpose.models.pose_model import PoseModel
 from mobilevitpose.training.config import build_model
 
@@ -134,6 +144,34 @@ def test_exports_to_onnx_with_the_same_heatmaps(tmp_path):
     report = export_onnx(model, tmp_path / "lhr.onnx")  # refuses a graph that disagrees
     assert report.check["max_abs_heatmap"] > 0.1
     assert max(report.check["max_abs_diff"].values()) < 1e-4
+
+
+@needs_executorch
+def test_the_batch_stays_dynamic_through_executorchs_edge_lowering():
+    """mvp-export's ExecuTorch programs take batches of 1 to 8. A channel `split`/`chunk` would
+    fix the exported batch at the example's (2) when ExecuTorch lowers the graph, and the
+    program would then refuse a batch of one."""
+    from executorch.exir import to_edge
+
+    class EveryBlock(torch.nn.Module):  # each module that splits channels, once
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = Stem(3, 16, 16, expand_ratio=1)
+            self.lite = ConditionalChannelWeighting([16, 16], reduce_ratio=2)
+            self.naive = ShuffleBlock(16)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            fine, coarse = self.lite([x, F.avg_pool2d(x, 2)])
+            return self.naive(fine) + F.interpolate(coarse, scale_factor=2.0)
+
+    batch = torch.export.Dim("batch", min=1, max=8)
+    exported = torch.export.export(
+        EveryBlock().eval(), (torch.randn(2, 3, 32, 32),), dynamic_shapes={"x": {0: batch}}
+    )
+    graph = to_edge(exported).exported_program().graph
+    (output,) = next(n for n in graph.nodes if n.op == "output").args[0]
+    assert not isinstance(output.meta["val"].shape[0], int)
 
 
 def test_initialisation_is_mmposes_default():

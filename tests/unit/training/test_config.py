@@ -1,7 +1,10 @@
 """Every config group option and experiment composes, and what it configures instantiates."""
 
+import dataclasses
+
 import lightning as L
 import pytest
+import torch
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
@@ -143,6 +146,25 @@ def test_the_paper_recipe_is_the_papers():
     assert (cfg.trainer.max_epochs, list(cfg.scheduler.milestones)) == (210, [170, 200])
     assert (cfg.optimizer.lr, cfg.data.batch_size, cfg.codec.kind) == (5e-4, 64, "udp")
     assert instantiate(cfg.augment) == instantiate(_compose("augment=paper").augment)
+
+
+def test_the_litehrnet_recipe_is_mmposes():
+    """MMPose 1.3.2's td-hm_litehrnet-*_coco-256x192.py: Adam 5e-4 (500 warm-up iterations), x0.1
+    at 170 and 200 of 210 epochs, MSRA sigma 2 with the shifted flip test, RandomBBoxTransform
+    with scale (0.75, 1.25) and rotation 60 over the 1.x defaults; a model override is kept."""
+    cfg = _compose("experiment=litehrnet")
+    module = instantiate(cfg.module)
+    optimizer = instantiate(cfg.optimizer)(module.parameters())
+    assert type(optimizer) is torch.optim.Adam and optimizer.defaults["lr"] == 5e-4
+    assert (cfg.trainer.max_epochs, list(cfg.scheduler.milestones)) == (210, [170, 200])
+    assert cfg.scheduler.warmup_iters == 500
+    assert (module.model.name, module.model.input_size) == ("litehrnet_18", (192, 256))
+    assert (module.codec.kind, module.codec.sigma, module.codec.flip_shift) == ("msra", 2.0, True)
+    assert module.evaluation.flip_test
+    mmpose_1x = instantiate(_compose("augment=mmpose1x").augment)
+    recipe = dataclasses.replace(mmpose_1x, scale_factor=0.25, rotate_factor=60.0)
+    assert instantiate(cfg.augment) == recipe
+    assert _compose("experiment=litehrnet", "model=litehrnet_30").model.name == "litehrnet_30"
 
 
 def test_user_overrides_keep_working():

@@ -10,9 +10,9 @@ once in MMPose 1.3.2's own environment (`bash /work/shared/tools/mmpose/install_
   `MODELS.build(Config.fromfile(CONFIG).model)` gave in eval mode with
   `fake_weights(mmpose_keys(model), seed=0, gain=GAINS[model])` loaded (CONFIG: `SUPPORTED`).
 - tests/data/mmpose_import_coco_sample.json: the keypoints and scores `mmpose.apis.
-  inference_topdown` gave for coco_sample's val2017 images and its person detections scored
-  0.5 or more (boxes in xyxy), with Lite-HRNet-18's config (`init_model`, flip test on) and
-  the same weights plus 1 on the heatmap biases (so that every heatmap has a positive maximum).
+  inference_topdown` gave for coco_sample's val2017 images and all its person detections
+  (boxes in xyxy), with Lite-HRNet-18's config (`init_model`, flip test on) and the same
+  weights plus 1 on the heatmap biases: tools/mmpose_coco_sample_reference.py wrote it.
 """
 
 import json
@@ -327,13 +327,8 @@ def test_cli_writes_and_reports_errors_on_one_line(imported, tmp_path, capsys):
 
 def test_keypoints_equal_mmposes_top_down_inference_on_real_images(tmp_path, coco_sample_root):
     """mvp-predict's keypoints for real COCO images and person boxes equal MMPose's
-    `inference_topdown` (flip test, MSRA decoding) of the same weights to 1e-2 px.
-
-    The crops are not bit-identical: the crop's warp matrix is computed here in float64 and by
-    MMPose from float32 points, and cv2.warpAffine samples at 1/32 px, so a few crop pixels
-    differ by one grey level; heatmap maxima then differ by ~1e-4, and a keypoint whose two
-    neighbours nearly tie could move by the quarter-pixel refinement (over all 118 detections:
-    2 of 2006 keypoints, 0.74 px; fed MMPose's crops, the keypoints are MMPose's exactly)."""
+    `inference_topdown` (flip test, MSRA decoding) of the same weights to 1e-2 px, for every
+    detected box, low scores and near-tied heatmap peaks included."""
     reference = json.loads(COCO_SAMPLE_REFERENCE.read_text())
     state = fake_weights(mmpose_keys("litehrnet_18"), seed=0, gain=reference["gain"])
     state["head.final_layer.bias"] += reference["bias"]
