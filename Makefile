@@ -27,11 +27,12 @@ install: $(STAMP)  ## create .venv and install the project with its dev tools an
 train: $(STAMP)  ## quickstart: MobileViTPose-XXS on synthetic data, CPU, then COCO AP
 	$(VENV)/bin/mvp-train experiment=quickstart
 
+# Two workers, each taking whole test files (their module fixtures are made once).
 test: $(STAMP)  ## the whole test suite (CPU, offline)
-	WANDB_MODE=disabled $(PY) -m pytest
+	WANDB_MODE=disabled $(PY) -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)  ## the suite without the slow end-to-end runs (the inner loop)
-	WANDB_MODE=disabled $(PY) -m pytest -m "not slow"
+	WANDB_MODE=disabled $(PY) -m pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)  ## ruff, the type checker (mypy) and the layer contracts (import-linter)
 	$(VENV)/bin/ruff check src tests notebooks
