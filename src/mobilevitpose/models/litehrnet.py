@@ -95,8 +95,14 @@ VARIANTS: dict[str, LiteHRNetSpec] = {
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    """Interleave the channels of `groups` equal groups (ShuffleNet)."""
-    return x.unflatten(1, (groups, -1)).transpose(1, 2).flatten(1, 2)
+    """Interleave the channels of `groups` equal groups (ShuffleNet).
+
+    Reshaped to constant sizes but the batch's (-1): ONNX Runtime's shape inference, which its
+    INT8 quantiser runs, and ExecuTorch's XNNPACK delegate both refuse a reshape to sizes
+    computed in the graph."""
+    channels, height, width = (int(v) for v in x.shape[1:])
+    grouped = x.reshape(-1, groups, channels // groups, height, width)
+    return grouped.transpose(1, 2).reshape(-1, channels, height, width)
 
 
 # Channel splits are slices, not `split`/`chunk`: ExecuTorch's edge lowering (1.5) fixes the
