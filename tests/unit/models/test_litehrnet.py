@@ -12,14 +12,17 @@ its parameter counts, the layout of its state dict, and the reference file below
 
 import functools
 import hashlib
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
 from conftest import needs_executorch
+from mobilevitpose.codec import HeatmapCodec
 from mobilevitpose.models.heads import ConvHead
 from mobilevitpose.models.litehrnet import (
     VARIANTS,
@@ -129,11 +132,11 @@ def test_384x288_is_an_input_size_override():
         assert model(torch.randn(1, 3, 384, 288)).shape == (1, 17, 96, 72)
 
 
-def test_exports_to_onnx_with_the_same_heatmaps(tmp_path):
+def test_exports_to_onnx_with_the_same_heatmaps_and_to_onnx_int8(tmp_path):
     """The traced ONNX export (mvp-export) takes every op, the cross-resolution pooling of a
     batch-dynamic graph included. One module per stage, each block type; weights drawn large
     enough that the heatmaps are not all but zero, as a fresh model's are."""
-    from mobilevitpose.inference.onnx import export_onnx
+    from mobilevitpose.inference.onnx import export_onnx, export_onnx_int8
 
     spec = LiteHRNetSpec(tuple(StageSpec(1, 1, s.channels, s.block) for s in REFERENCE_SPEC.stages))
     model = _pose_model(spec, input_size=(64, 64))
@@ -144,6 +147,12 @@ def test_exports_to_onnx_with_the_same_heatmaps(tmp_path):
     report = export_onnx(model, tmp_path / "lhr.onnx")  # refuses a graph that disagrees
     assert report.check["max_abs_heatmap"] > 0.1
     assert max(report.check["max_abs_diff"].values()) < 1e-4
+    # The INT8 quantiser's shape inference takes the graph too (the channel shuffle's reshapes).
+    crops = np.random.default_rng(0).integers(0, 256, (4, 3, 64, 64), np.uint8)
+    codec = HeatmapCodec(kind="msra", input_size=(64, 64), heatmap_size=(16, 16))
+    path = tmp_path / "lhr.int8.onnx"
+    export_onnx_int8(model, path, crops, codec, check_keypoints_px=math.inf)
+    assert path.is_file()
 
 
 @needs_executorch
