@@ -194,6 +194,13 @@ def _wandb_records(path: Path):
 def test_wandb_offline_run_holds_the_final_ap_and_the_grouping(
     tmp_path, synthetic_root, monkeypatch
 ):
+    import wandb
+
+    # An earlier test in this process may have left a wandb run open (Lightning's logger would
+    # join it) and wandb's settings of its first use (disabled, as the suite runs it): reset both.
+    if wandb.run is not None:
+        wandb.finish()
+    wandb.teardown()
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     cfg = _cfg(tmp_path, synthetic_root, "logger=wandb", "trainer.max_epochs=1",

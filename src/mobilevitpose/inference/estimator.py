@@ -63,6 +63,7 @@ class PoseEstimator:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> PoseEstimator:
         """The network of a mvp-train checkpoint on `device`, with the run's codec and
         evaluation settings."""
+        _device(device)  # a device this machine lacks is named before the file is read
         return cls.from_model(*load_pose_model(path), device=device)
 
     @classmethod
