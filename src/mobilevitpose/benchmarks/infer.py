@@ -30,8 +30,7 @@ import torch
 
 from mobilevitpose.benchmarks import describe_sizes, input_size_overrides
 from mobilevitpose.benchmarks.machine import machine_info, usable_cores
-from mobilevitpose.benchmarks.pipeline import PipelineSettings, bench_pipeline, read_photo
-from mobilevitpose.benchmarks.pipeline import describe as describe_pipeline
+from mobilevitpose.benchmarks.pipeline import PipelineSettings, bench_pipeline
 from mobilevitpose.benchmarks.pipeline import to_markdown as pipeline_markdown
 from mobilevitpose.benchmarks.timing import (
     Backend,
@@ -216,11 +215,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started, load_before = time.perf_counter(), _load()
     pipeline: dict[str, Any] = {}
     if args.detectors:  # first: a detector whose weights cannot be had stops the run at once
-        settings = pipeline_settings(args)
-        pipeline = {
-            "settings": describe_pipeline(settings, read_photo(settings.photo)),
-            "rows": bench_pipeline(settings),
-        }
+        pipeline = bench_pipeline(pipeline_settings(args))
     results: list[dict[str, Any]] = []
     parity: dict[str, Any] = {}
     input_sizes: dict[str, list[int]] = {}

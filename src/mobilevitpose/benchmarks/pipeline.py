@@ -90,8 +90,9 @@ def _parts(
     ]
 
 
-def bench_pipeline(settings: PipelineSettings) -> list[dict[str, Any]]:
-    """One row per (detector, pose model): median latency of each part and of both."""
+def bench_pipeline(settings: PipelineSettings) -> dict[str, Any]:
+    """The settings as the report states them, and one row per (detector, pose model): the
+    median latency of each part and of both."""
     image = read_photo(settings.photo)
     boxes = person_boxes(image, settings.people)
     rows: list[dict[str, Any]] = []
@@ -115,7 +116,7 @@ def bench_pipeline(settings: PipelineSettings) -> list[dict[str, Any]]:
                         "latency": medians,
                     }
                 )
-    return rows
+    return {"settings": describe(settings, image), "rows": rows}
 
 
 def describe(settings: PipelineSettings, image: np.ndarray) -> dict[str, Any]:
