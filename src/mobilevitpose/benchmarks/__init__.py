@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 # The paper's two sizes (Table 3): what every benchmark times unless told otherwise.
 DEFAULT_MODELS = ("mobilevitpose_xxs", "mobilevitpose_s")
-# The inference benchmark adds the lightest model of the seeds (Lite-HRNet-18, 6x fewer MACs
-# than XXS): the row a user choosing a model for a device compares.
+# The inference and deploy benchmarks add the lightest model of the seeds (Lite-HRNet-18, 6x
+# fewer MACs than XXS): the row a user choosing a model for a device compares.
 INFERENCE_MODELS = (*DEFAULT_MODELS, "litehrnet_18")
 
 

@@ -11,7 +11,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from mobilevitpose.benchmarks import DEFAULT_MODELS
+from mobilevitpose.benchmarks import INFERENCE_MODELS
 from mobilevitpose.benchmarks.deploy import run, to_markdown
 from mobilevitpose.cli.errors import reported_as_user_errors
 from mobilevitpose.files import write_json
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--data", type=Path,
                         help="COCO-layout root (default: the checkpoint's data.root)")  # fmt: skip
-    parser.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS),
+    parser.add_argument("--models", nargs="*", default=list(INFERENCE_MODELS),
                         help="latency of these model configs (none: skip latency)")  # fmt: skip
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS)
     parser.add_argument(

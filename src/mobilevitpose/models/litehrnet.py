@@ -301,6 +301,10 @@ class HRModule(nn.Module):
             for target in range(n)
         )
         self.relu = nn.ReLU()
+        # In eval both runs of branch 0's path give the same tensor; a mobile lowering sets this
+        # to run it once (XNNPACK's quantiser annotates a weight at its first use only, so the
+        # second run stayed float and its program did not load).
+        self.first_path_once = False
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
         if self.naive:
@@ -319,7 +323,11 @@ class HRModule(nn.Module):
         first = 2 * xs[0] + _sum(received(0, j, xs[j]) for j in others)
         out = [self.relu(first)]
         for i in others:
-            total = received(i, 0, first) + received(i, 0, first) + xs[i]
+            if self.first_path_once and not self.training:
+                from_first = received(i, 0, first)
+                total = from_first + from_first + xs[i]
+            else:
+                total = received(i, 0, first) + received(i, 0, first) + xs[i]
             total = total + _sum(received(i, j, xs[j]) for j in others if j != i)
             out.append(self.relu(total))
         return out

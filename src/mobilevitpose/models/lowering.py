@@ -4,9 +4,12 @@ XNNPACK has no LayerNorm, and torch.export turns timm's multi-head attention (4-
 `unbind` of the fused qkv) into `expand`/`squeeze` copies it does not take either: each such op
 runs in ExecuTorch's portable kernels and cuts the delegated graph in two, with a layout
 conversion (and, quantised, a dequantise/quantise pair) at every cut. Written with 3-D `bmm`,
-slices and 4-D means instead, the MobileViT blocks are delegated whole. XNNPACK runs transposed
-convolutions slowly: the head's upsampling becomes an ordinary convolution. The rewrites compute
-what the modules they replace compute (a test checks).
+slices and 4-D means instead, the MobileViT blocks are delegated whole at a fixed batch (XNNPACK
+takes reshapes and slices of static shapes only: a batch-dynamic program still runs those in
+portable kernels). XNNPACK runs transposed convolutions slowly: the head's upsampling becomes an
+ordinary convolution. Lite-HRNet's fusion runs one path twice on the same input (as its
+reference does); here it runs once, its output added twice. The rewrites compute what the
+modules they replace compute (a test checks).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import copy
 import torch
 from timm.layers import Attention
 from torch import nn
+
+from mobilevitpose.models.litehrnet import HRModule
 
 
 class BmmAttention(nn.Module):
@@ -136,10 +141,13 @@ def is_phase_convertible(deconv: nn.ConvTranspose2d) -> bool:
 def for_mobile_delegates(model: nn.Module, upsampling_as_conv: bool = True) -> nn.Module:
     """A copy of `model` with timm `Attention`, `nn.LayerNorm` (exact class, not subclasses such
     as channels-first LayerNorm2d) and, if `upsampling_as_conv`, kernel-4 stride-2
-    `ConvTranspose2d` rewritten as above. (Quantised, XNNPACK's own INT8 transposed convolution
+    `ConvTranspose2d` rewritten as above, and Lite-HRNet's fusion running branch 0's path once.
+    (Quantised, XNNPACK's own INT8 transposed convolution
     measured no slower at batch 1 and faster at batch 8 than the phases and their interleave.)"""
     model = copy.deepcopy(model)
     for parent in list(model.modules()):
+        if isinstance(parent, HRModule):
+            parent.first_path_once = True
         for name, child in list(parent.named_children()):
             if isinstance(child, Attention):
                 setattr(parent, name, BmmAttention(child))

@@ -311,3 +311,26 @@ def test_unreadable_pretrained_file_is_named(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"cannot read weights from .*broken\.pth"):
         LiteHRNet("litehrnet_18", pretrained=True, pretrained_file=str(path))
+
+
+@needs_executorch
+def test_executorchs_int8_quantiser_quantises_every_convolution():
+    """XNNPACK's quantiser annotates a weight at its first use only: the fusion's second run of
+    branch 0's path kept float weights, and XNNPACK refused to load the INT8 program."""
+    from mobilevitpose.inference.executorch_program import _dynamic_batch, _quantised
+    from mobilevitpose.inference.fidelity import calibration_inputs
+    from mobilevitpose.models.lowering import for_mobile_delegates
+
+    spec = LiteHRNetSpec((StageSpec(1, 1, (16, 32), "lite"),))  # one fusion: the smallest graph
+    model = _pose_model(spec, input_size=(32, 32)).eval()
+    exported = torch.export.export(
+        for_mobile_delegates(model, upsampling_as_conv=False),
+        (torch.randn(2, 3, 32, 32),),
+        dynamic_shapes=_dynamic_batch(),
+    )
+    crops = np.random.default_rng(0).integers(0, 256, (2, 3, 32, 32), np.uint8)
+    graph = _quantised(exported, calibration_inputs(model, crops)).graph
+    convolutions = [n for n in graph.nodes if n.target == torch.ops.aten.conv2d.default]
+    dequantised = {n for n in graph.nodes if str(n.target).startswith("quantized_decomposed.dequ")}
+    float_inputs = [n.name for n in convolutions if not set(n.args[:2]) <= dequantised]
+    assert len(convolutions) > 10 and not float_inputs

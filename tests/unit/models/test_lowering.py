@@ -1,4 +1,6 @@
-"""The delegate-friendly rewrite computes what timm's modules compute."""
+"""The delegate-friendly rewrite computes what timm's (and Lite-HRNet's) modules compute."""
+
+from collections import Counter
 
 import pytest
 import torch
@@ -6,6 +8,7 @@ from timm.layers import Attention
 from torch import nn
 
 from helpers import like_trained
+from mobilevitpose.models.litehrnet import HRModule
 from mobilevitpose.models.lowering import (
     BmmAttention,
     MeanLayerNorm,
@@ -28,6 +31,22 @@ def test_the_rewritten_network_gives_the_same_heatmaps(name):
         expected, actual = model(x), rewritten(x)
     assert expected.abs().max() > 0.1
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
+
+
+def test_lite_hrnets_fusion_runs_the_path_from_branch_0_once_with_the_same_heatmaps():
+    model = like_trained(build_model("litehrnet_18", ["model.input_size=[64,96]"]))
+    rewritten = for_mobile_delegates(model)
+    calls: Counter[str] = Counter()
+    for network, tag in ((model, "source"), (rewritten, "rewritten")):
+        fusion = next(m for m in network.modules() if isinstance(m, HRModule))
+        path = fusion.fuse_layers[1][0]  # branch 0 -> branch 1
+        path.register_forward_hook(lambda *_, tag=tag: calls.update([tag]))
+    x = torch.randn(2, 3, 96, 64)
+    with torch.inference_mode():
+        expected, actual = model(x), rewritten(x)
+    assert calls == {"source": 2, "rewritten": 1}
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-6)
 
 
 def test_layer_norm_over_the_last_dimension_of_any_rank():
