@@ -301,9 +301,10 @@ class HRModule(nn.Module):
             for target in range(n)
         )
         self.relu = nn.ReLU()
-        # In eval both runs of branch 0's path give the same tensor; a mobile lowering sets this
-        # to run it once (XNNPACK's quantiser annotates a weight at its first use only, so the
-        # second run stayed float and its program did not load).
+        # In eval both runs of branch 0's path give the same tensor (in training each run also
+        # updates BatchNorm's running statistics, as the reference's do). A mobile lowering sets
+        # this to run it once: XNNPACK's quantiser annotates a weight at its first use only, so
+        # the second run stayed float and its program did not load.
         self.first_path_once = False
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
